@@ -1,0 +1,40 @@
+# The two commands: `make serve` and `make test`. Everything else is a step they share.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8080
+EXAMPLES := $(patsubst %/f.py,%,$(wildcard examples/*/f.py))
+
+.PHONY: setup system-deps runtime serve test lint bench clean
+
+setup: system-deps $(VENV)/.installed runtime
+
+system-deps:
+	@bash runtimes/python/install-system-deps.sh
+
+$(VENV)/.installed: pyproject.toml setup.py $(wildcard wasmlambda/_fastpath/*.pyx)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	@touch $@
+
+runtime: $(VENV)/.installed
+	@$(BIN)/wasmlambda runtime build
+
+serve: setup
+	$(BIN)/wasmlambda serve --host $(HOST) --port $(PORT) --deploy $(EXAMPLES)
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check wasmlambda guest_sdk tests bench runtimes/python/build.py
+	$(BIN)/mypy
+
+test: setup lint
+	$(BIN)/pytest
+
+bench: setup
+	$(BIN)/pytest bench --benchmark-only --benchmark-columns=min,median,mean,max,rounds -p no:randomly
+	$(BIN)/python bench/load.py
+
+clean:
+	rm -rf build wasmlambda/_fastpath/*.c wasmlambda/_fastpath/*.so

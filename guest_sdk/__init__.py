@@ -1,0 +1,5 @@
+"""Tools for handler authors: package a function folder for deployment."""
+
+from ._package import pack
+
+__all__ = ["pack"]

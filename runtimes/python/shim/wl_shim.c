@@ -1,0 +1,104 @@
+/*
+ * wasmlambda guest shim: the ABI between the host and CPython compiled to a
+ * wasm32-wasi reactor.
+ *
+ * Exports (everything else is internal):
+ *   wl_reserve(n) -> ptr   a persistent input buffer of at least n bytes
+ *   wl_handle(n)  -> i64   run _wl_runtime.handle(input[0:n]); returns
+ *                          (ptr << 32) | len of the response bytes, or -1 if the
+ *                          Python layer itself failed (never for handler errors)
+ *   wizer.initialize       boots the interpreter once, at snapshot time
+ *
+ * Both buffers persist across calls, so a warm request costs the host one
+ * wl_handle call (plus wl_reserve only when the input outgrows the buffer).
+ * The response points straight into a bytes object kept alive until the next
+ * call: no copy on the guest side.
+ */
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+void _initialize(void);
+
+static char *input_buffer;
+static size_t input_capacity;
+static PyObject *handle_function;
+static PyObject *last_response;
+
+__attribute__((export_name("wl_reserve")))
+char *wl_reserve(size_t size) {
+    if (size > input_capacity) {
+        char *grown = realloc(input_buffer, size);
+        if (grown == NULL) {
+            return NULL;
+        }
+        input_buffer = grown;
+        input_capacity = size;
+    }
+    return input_buffer;
+}
+
+__attribute__((export_name("wl_handle")))
+int64_t wl_handle(size_t size) {
+    Py_CLEAR(last_response);
+    PyObject *request = PyBytes_FromStringAndSize(input_buffer, (Py_ssize_t)size);
+    if (request == NULL) {
+        PyErr_Clear();
+        return -1;
+    }
+    PyObject *response = PyObject_CallOneArg(handle_function, request);
+    Py_DECREF(request);
+    if (response == NULL || !PyBytes_Check(response)) {
+        Py_XDECREF(response);
+        PyErr_Print();
+        return -1;
+    }
+    last_response = response;
+    uint32_t address = (uint32_t)(uintptr_t)PyBytes_AS_STRING(response);
+    return ((int64_t)address << 32) | (int64_t)(uint32_t)PyBytes_GET_SIZE(response);
+}
+
+static int boot(void) {
+    PyConfig config;
+    PyConfig_InitIsolatedConfig(&config);
+    config.site_import = 0;
+    config.write_bytecode = 0;
+    config.install_signal_handlers = 0;
+    config.module_search_paths_set = 1;
+    if (PyStatus_Exception(PyConfig_SetString(&config, &config.home, L"/usr/local")) ||
+        PyStatus_Exception(PyWideStringList_Append(&config.module_search_paths,
+                                                   L"/usr/local/lib/python3.11"))) {
+        PyConfig_Clear(&config);
+        return -1;
+    }
+    PyStatus status = Py_InitializeFromConfig(&config);
+    PyConfig_Clear(&config);
+    if (PyStatus_Exception(status)) {
+        return -1;
+    }
+    PyObject *runtime = PyImport_ImportModule("_wl_runtime");
+    if (runtime == NULL) {
+        PyErr_Print();
+        return -1;
+    }
+    handle_function = PyObject_GetAttrString(runtime, "handle");
+    Py_DECREF(runtime);
+    if (handle_function == NULL) {
+        PyErr_Print();
+        return -1;
+    }
+    return 0;
+}
+
+/* Wizer runs this once; the resulting memory is the base snapshot. */
+__attribute__((export_name("wizer.initialize")))
+void wizer_initialize(void) {
+    _initialize();  /* crt1-reactor ctors: preopens and environ */
+    if (boot() != 0) {
+        abort();  /* makes Wizer fail loudly instead of snapshotting a broken image */
+    }
+}
+
+/* Target for `wizer -r _initialize=wl_noop`, so hosts cannot re-run the ctors. */
+__attribute__((export_name("wl_noop")))
+void wl_noop(void) {}

@@ -1,0 +1,30 @@
+"""Cython twins of hot pure-Python modules (DESIGN.md §6).
+
+:func:`pick` returns the compiled twin unless ``WASMLAMBDA_NO_EXTENSIONS=1``.
+An extension that was built but fails to import is an error, never a silent
+fallback; one that was never built (a source checkout without ``pip install``)
+falls back to the pure-Python module.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from types import ModuleType
+
+_HERE = Path(__file__).parent
+
+
+def extensions_disabled() -> bool:
+    return os.environ.get("WASMLAMBDA_NO_EXTENSIONS") == "1"
+
+
+def is_built(name: str) -> bool:
+    return any(_HERE.glob(f"{name}.*.so")) or any(_HERE.glob(f"{name}.*.pyd"))
+
+
+def pick(name: str, pure: ModuleType) -> ModuleType:
+    if extensions_disabled() or not is_built(name):
+        return pure
+    return importlib.import_module(f"{__name__}.{name}")

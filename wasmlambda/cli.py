@@ -1,0 +1,152 @@
+"""The ``wasmlambda`` command: serve, and build or inspect the guest runtime."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from . import __version__, _guest_runtime
+from .config import Settings, load_settings
+from .errors import ConfigError, WasmLambdaError
+
+
+def log(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} wasmlambda: {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    try:
+        result: int = args.run(args)
+        return result
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except WasmLambdaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wasmlambda", description="Serverless Python in WebAssembly sandboxes.")
+    parser.add_argument("--version", action="version", version=f"wasmlambda {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run a worker", description="Run a worker serving HTTP.")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8080; 0 picks a free one)")
+    serve.add_argument("--data-dir", type=Path, help="where deployed functions are stored")
+    serve.add_argument("--default-timeout-ms", type=int, help="timeout of functions that set none (30000)")
+    serve.add_argument("--default-memory-mb", type=int, help="memory of functions that set none (128)")
+    serve.add_argument("--config", type=Path, help="a TOML settings file")
+    serve.add_argument("--deploy", type=Path, nargs="*", default=[], metavar="DIR",
+                       help="function folders to deploy at startup (named after the folder)")
+    serve.set_defaults(run=_serve)
+
+    runtime = commands.add_parser("runtime", help="build or inspect the guest runtime")
+    runtime_commands = runtime.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    build = runtime_commands.add_parser("build", help="build the CPython-for-WASI runtime (cached)")
+    build.add_argument("--force", action="store_true", help="rebuild even if the cached one is current")
+    build.set_defaults(run=_runtime_build)
+    info = runtime_commands.add_parser("info", help="show where the runtime is and whether it is built")
+    info.set_defaults(run=_runtime_info)
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {name: getattr(args, name, None)
+                 for name in ("host", "port", "data_dir", "default_timeout_ms", "default_memory_mb")}
+    return load_settings(getattr(args, "config", None), overrides=overrides)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .sandbox import Runtime, RuntimeImage
+
+    settings = _settings(args)
+    for directory in args.deploy:
+        if not (directory / "f.py").is_file():
+            raise ConfigError(f"--deploy {directory}: no f.py in that folder")
+    image = RuntimeImage(_guest_runtime.locate(settings.cache_dir))
+    runtime = Runtime(image, settings.cache_dir, max_instances=settings.max_instances,
+                      max_memory_mb=settings.max_memory_mb)
+    try:
+        trio.run(_serve_async, settings, runtime, args.deploy)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
+    finally:
+        runtime.close()
+    return 0
+
+
+async def _serve_async(settings: Settings, runtime: Any, deploy_dirs: list[Path]) -> None:
+    from guest_sdk import pack
+
+    from .http import Api, serve
+    from .kernel import Worker
+
+    worker = Worker(settings, runtime, log)
+    try:
+        for directory in deploy_dirs:
+            name = directory.resolve().name
+            await worker.deploy(name, pack(directory))
+
+        def ready(host: str, port: int) -> None:
+            log(f"runtime {runtime.base_id}, {len(worker.registry)} function(s), data in {settings.data_dir}")
+            print(f"wasmlambda listening on http://{host}:{port}", flush=True)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(worker.run_janitor)
+            nursery.start_soon(_cancel_on_sigterm, nursery.cancel_scope)
+            await nursery.start(serve, Api(worker), settings.host, settings.port, ready)
+    finally:
+        worker.close()
+    log("stopped")
+
+
+async def _cancel_on_sigterm(scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM) as signals:
+        async for _ in signals:
+            log("SIGTERM: shutting down")
+            scope.cancel()
+            return
+
+
+def _runtime_build(args: argparse.Namespace) -> int:
+    from .sandbox import Runtime, RuntimeImage
+
+    settings = _settings(args)
+    script = _guest_runtime.build_script()
+    try:
+        directory = script.build(settings.cache_dir, force=args.force)
+    except script.BuildError as exc:
+        raise ConfigError(str(exc)) from None
+    # Compile once now (cached) and prove the image boots.
+    Runtime(RuntimeImage(directory), settings.cache_dir, max_instances=1, max_memory_mb=64).close()
+    print("runtime check passed: the image instantiates and its memory snapshot loads")
+    return 0
+
+
+def _runtime_info(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    script = _guest_runtime.build_script()
+    directory = script.runtime_dir(settings.cache_dir)
+    info: dict[str, Any] = {"key": script.input_key(), "directory": str(directory),
+                            "built": script.is_built(settings.cache_dir)}
+    if info["built"]:
+        info.update(json.loads((directory / "build-info.json").read_text()))
+    print(json.dumps(info, indent=2))
+    return 0

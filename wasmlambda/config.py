@@ -1,0 +1,114 @@
+"""Settings: one dataclass, filled from defaults < TOML file < environment < flags.
+
+The environment uses ``WASMLAMBDA_<FIELD>`` (for example ``WASMLAMBDA_PORT``);
+the TOML file (``--config`` or ``WASMLAMBDA_CONFIG``) uses the field names as
+keys, at top level or under ``[worker]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+# The Python guest's snapshot alone is 7.2 MiB of linear memory.
+MIN_MEMORY_MB = 16
+
+
+def _xdg(variable: str, fallback: str) -> Path:
+    return Path(os.environ.get(variable) or Path.home() / fallback) / "wasmlambda"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = dataclasses.field(default_factory=lambda: _xdg("XDG_DATA_HOME", ".local/share"))
+    cache_dir: Path = dataclasses.field(default_factory=lambda: _xdg("XDG_CACHE_HOME", ".cache"))
+    default_timeout_ms: int = 30_000
+    default_memory_mb: int = 128
+    # Upper bound for any function's memory_mb; also the size of a pooling slot.
+    max_memory_mb: int = 1024
+    # Linear memory that idle warm instances may hold before LRU eviction.
+    memory_budget_mb: int = 4096
+    idle_timeout_s: int = 600
+    # Live instances at once (warm + running); pooling allocator slots.
+    max_instances: int = 256
+    # Sandbox calls run on these threads, off the event loop.
+    sandbox_threads: int = 16
+    # Requests that may wait for a thread before new ones get 503.
+    max_queue: int = 1024
+    max_event_bytes: int = 6 * 1024 * 1024
+    max_package_bytes: int = 64 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port must be 0-65535, got {self.port}")
+        for name in ("default_timeout_ms", "idle_timeout_s", "max_instances", "sandbox_threads",
+                     "max_event_bytes", "max_package_bytes", "memory_budget_mb"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.max_queue < 0:
+            raise ConfigError(f"max_queue must not be negative, got {self.max_queue}")
+        check_memory_mb(self.default_memory_mb, self.max_memory_mb)
+
+    @property
+    def code_dir(self) -> Path:
+        return self.data_dir / "functions"
+
+
+def check_memory_mb(memory_mb: int, max_memory_mb: int) -> None:
+    if not MIN_MEMORY_MB <= memory_mb <= max_memory_mb:
+        raise ConfigError(f"memory_mb must be between {MIN_MEMORY_MB} and {max_memory_mb}, got {memory_mb}")
+
+
+_FIELDS = {field.name: field for field in dataclasses.fields(Settings)}
+
+
+def _convert(name: str, value: Any, source: str) -> Any:
+    kind = _FIELDS[name].type
+    try:
+        if kind == "int":
+            if isinstance(value, bool):
+                raise ValueError
+            return int(value)
+        if kind == "Path":
+            return Path(str(value)).expanduser()
+        return str(value)
+    except ValueError:
+        raise ConfigError(f"{source}: {name} must be {kind}, got {value!r}") from None
+
+
+def load_settings(
+    config_file: Path | None = None,
+    environ: Mapping[str, str] = os.environ,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Merge the layers; unknown keys and bad values raise ConfigError."""
+    values: dict[str, Any] = {}
+    config_file = config_file or (Path(environ["WASMLAMBDA_CONFIG"]) if environ.get("WASMLAMBDA_CONFIG") else None)
+    if config_file is not None:
+        try:
+            document = tomllib.loads(config_file.read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {config_file}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{config_file}: {exc}") from None
+        table = document.get("worker", document)
+        for key, value in table.items():
+            if key not in _FIELDS:
+                raise ConfigError(f"{config_file}: unknown setting {key!r}")
+            values[key] = _convert(key, value, str(config_file))
+    for name in _FIELDS:
+        env_value = environ.get(f"WASMLAMBDA_{name.upper()}")
+        if env_value is not None:
+            values[name] = _convert(name, env_value, f"WASMLAMBDA_{name.upper()}")
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            values[name] = _convert(name, value, f"--{name.replace('_', '-')}")
+    return Settings(**values)

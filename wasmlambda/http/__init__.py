@@ -1,0 +1,7 @@
+"""HTTP/1.1 front end: the API routes and the Trio server loop."""
+
+from ._api import Api
+from ._messages import Request, Response
+from ._server import serve
+
+__all__ = ["Api", "Request", "Response", "serve"]

@@ -1,0 +1,31 @@
+"""Protocol-neutral request and response values passed between the server
+loop and the API, so either HTTP implementation can sit underneath."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+JSON_TYPE = (b"content-type", b"application/json")
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    query: str
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
+@dataclasses.dataclass
+class Response:
+    status: int
+    body: bytes = b""
+    headers: list[tuple[bytes, bytes]] = dataclasses.field(default_factory=list)
+
+    @classmethod
+    def json(cls, status: int, document: Any, headers: list[tuple[bytes, bytes]] | None = None) -> Response:
+        body = json.dumps(document, separators=(",", ":")).encode() + b"\n"
+        return cls(status, body, [JSON_TYPE, *(headers or [])])

@@ -1,0 +1,128 @@
+"""The Trio server loop: sockets in, h11 for HTTP/1.1, the API in between.
+
+Theory of operation: one task per connection drives an ``h11.Connection``:
+feed it bytes until it yields a whole request (bounded body), let the API
+answer, send the response, and start the next cycle while the client keeps
+the connection alive.  A protocol error gets a 400 and the connection
+closes; an oversized body gets a 413 before it is read; an idle keep-alive
+connection is closed after ``KEEPALIVE_TIMEOUT_S``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+
+import h11
+import trio
+
+from ._api import Api
+from ._messages import Request, Response
+
+KEEPALIVE_TIMEOUT_S = 60
+READ_SIZE = 65536
+SERVER_HEADER = (b"server", b"wasmlambda")
+
+
+class _Reject(Exception):
+    """The request cannot be served; answer with this status and close."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+async def serve(api: Api, host: str, port: int, on_ready: Callable[[str, int], None],
+                task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, partial(_serve_connection, api), port, host=host))
+        bound_host, bound_port = listeners[0].socket.getsockname()[:2]
+        on_ready(bound_host, bound_port)
+        task_status.started()
+
+
+async def _serve_connection(api: Api, stream: trio.SocketStream) -> None:
+    connection = h11.Connection(h11.SERVER)
+    async with stream:
+        while True:
+            try:
+                with trio.move_on_after(KEEPALIVE_TIMEOUT_S) as idle:
+                    request = await _receive_request(api, stream, connection)
+                if idle.cancelled_caught or request is None:
+                    return
+            except (h11.RemoteProtocolError, _Reject) as exc:
+                status = exc.status if isinstance(exc, _Reject) else (exc.error_status_hint or 400)
+                await _send_error_and_close(stream, connection, status, str(exc))
+                return
+            except trio.BrokenResourceError:
+                return
+            response = await api.handle(request)
+            try:
+                await _send(stream, connection, response)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+            if connection.our_state is not h11.DONE or connection.their_state is not h11.DONE:
+                return
+            connection.start_next_cycle()
+
+
+async def _receive_request(api: Api, stream: trio.SocketStream, connection: h11.Connection) -> Request | None:
+    head: h11.Request | None = None
+    body = bytearray()
+    limit = 0
+    while True:
+        event = connection.next_event()
+        if event is h11.NEED_DATA:
+            if connection.client_is_waiting_for_100_continue:
+                await stream.send_all(connection.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
+            data = await stream.receive_some(READ_SIZE)
+            connection.receive_data(data)
+            if not data and connection.their_state is h11.IDLE:
+                return None
+        elif isinstance(event, h11.Request):
+            head = event
+            path = event.target.decode("ascii", "replace").partition("?")[0]
+            limit = api.body_limit(path)
+            declared = _content_length(event.headers)
+            if declared is not None and declared > limit:
+                raise _Reject(413, f"the request body is larger than {limit} bytes")
+        elif isinstance(event, h11.Data):
+            body += event.data
+            if len(body) > limit:
+                raise _Reject(413, f"the request body is larger than {limit} bytes")
+        elif isinstance(event, h11.EndOfMessage):
+            assert head is not None
+            path, _, query = head.target.decode("ascii", "replace").partition("?")
+            return Request(head.method.decode("ascii"), path, query, list(head.headers), bytes(body))
+        elif isinstance(event, h11.ConnectionClosed):
+            return None
+
+
+def _content_length(headers: Sequence[tuple[bytes, bytes]]) -> int | None:
+    for name, value in headers:
+        if name == b"content-length":
+            return int(value)
+    return None
+
+
+async def _send(stream: trio.SocketStream, connection: h11.Connection, response: Response) -> None:
+    headers = [SERVER_HEADER, (b"content-length", str(len(response.body)).encode()), *response.headers]
+    data = connection.send(h11.Response(status_code=response.status, headers=headers)) or b""
+    if response.body:
+        data += connection.send(h11.Data(data=response.body)) or b""
+    data += connection.send(h11.EndOfMessage()) or b""
+    await stream.send_all(data)
+
+
+async def _send_error_and_close(stream: trio.SocketStream, connection: h11.Connection, status: int,
+                                message: str) -> None:
+    if connection.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+        return
+    kind = "PayloadTooLarge" if status == 413 else "BadRequest"
+    response = Response.json(status, {"error": {"type": kind, "message": message}})
+    response.headers += [(b"connection", b"close")]
+    try:
+        await _send(stream, connection, response)
+    except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
+        pass
+

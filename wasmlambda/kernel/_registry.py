@@ -1,0 +1,166 @@
+"""The code store: deployed functions on disk, and their index in memory.
+
+Layout under the data dir::
+
+    store/<name>-<ns>/code/...          the unpacked package
+    store/<name>-<ns>/manifest.json     name, version, spec, deploy time
+    store/<name>-<ns>/snapshot.bin      the memory delta over the runtime image
+    functions/<name> -> ../store/<name>-<ns>
+
+A deployment is staged in ``store/.staging-*``, fsynced, renamed into place,
+and published by atomically replacing the ``functions/<name>`` symlink, so a
+crash at any point leaves either the old version or the new one, never a
+mix.  Unreferenced store directories are removed at startup.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import FunctionNotFound
+from ..sandbox import Snapshot, SnapshotFormatError
+from ._package import FunctionSpec, check_name
+
+MANIFEST = "manifest.json"
+SNAPSHOT = "snapshot.bin"
+
+
+@dataclasses.dataclass
+class Function:
+    name: str
+    version: str
+    directory: Path
+    spec: FunctionSpec
+    deployed_at: float
+    snapshot: Snapshot
+
+    @property
+    def code_dir(self) -> Path:
+        return self.directory / "code"
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "deployed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.deployed_at)),
+            **self.spec.to_json(),
+            "snapshot": {"bytes": len(self.snapshot.payload), "ranges": self.snapshot.range_count,
+                         "memory_pages": self.snapshot.pages},
+        }
+
+
+class Registry:
+    def __init__(self, data_dir: Path) -> None:
+        self.links = data_dir / "functions"
+        self.store = data_dir / "store"
+        self.links.mkdir(parents=True, exist_ok=True)
+        self.store.mkdir(parents=True, exist_ok=True)
+        self._functions: dict[str, Function] = {}
+
+    def get(self, name: str) -> Function:
+        try:
+            return self._functions[name]
+        except KeyError:
+            raise FunctionNotFound(f"no function named {name!r} is deployed") from None
+
+    def __iter__(self) -> Iterator[Function]:
+        return iter(sorted(self._functions.values(), key=lambda fn: fn.name))
+
+    def __len__(self) -> int:
+        return len(self._functions)
+
+    # -- deploying --------------------------------------------------------
+
+    def staging_dir(self) -> Path:
+        return self.store / f".staging-{uuid.uuid4().hex}"
+
+    def stage(self, staging: Path, name: str, version: str, spec: FunctionSpec, snapshot: Snapshot) -> Function:
+        """Write manifest and snapshot next to the unpacked code; durable, not yet visible."""
+        manifest = {"name": name, "version": version, "deployed_at": time.time(), **spec.to_json()}
+        _write_durably(staging / MANIFEST, json.dumps(manifest, indent=2).encode())
+        _write_durably(staging / SNAPSHOT, snapshot.to_bytes())
+        final = self.store / f"{name}-{time.time_ns()}"
+        os.replace(staging, final)
+        _fsync_dir(self.store)
+        return Function(name, version, final, spec, manifest["deployed_at"], snapshot)
+
+    def publish(self, function: Function) -> Function | None:
+        """Make ``function`` the live version; returns the version it replaced."""
+        link = self.links / function.name
+        temporary = self.links / f".{function.name}.{uuid.uuid4().hex}"
+        temporary.symlink_to(Path("..") / "store" / function.directory.name)
+        os.replace(temporary, link)
+        _fsync_dir(self.links)
+        previous = self._functions.get(function.name)
+        self._functions[function.name] = function
+        return previous
+
+    def remove(self, name: str) -> Function:
+        function = self.get(name)
+        (self.links / name).unlink()
+        _fsync_dir(self.links)
+        del self._functions[name]
+        return function
+
+    @staticmethod
+    def discard(directory: Path) -> None:
+        shutil.rmtree(directory, ignore_errors=True)
+
+    def replace_snapshot(self, function: Function, snapshot: Snapshot) -> None:
+        temporary = function.directory / f".{SNAPSHOT}.tmp"
+        _write_durably(temporary, snapshot.to_bytes())
+        os.replace(temporary, function.directory / SNAPSHOT)
+        function.snapshot = snapshot
+
+    # -- startup ----------------------------------------------------------
+
+    def load(self, warn: Callable[[str], None]) -> None:
+        """Index every published function; skip (and report) broken ones."""
+        for link in sorted(self.links.iterdir()):
+            if link.name.startswith("."):
+                link.unlink()  # a publish interrupted before its rename
+                continue
+            try:
+                function = _read_function(link)
+            except (OSError, ValueError, KeyError, TypeError, SnapshotFormatError) as exc:
+                warn(f"skipping function {link.name!r}: cannot read {link}: {exc}")
+                continue
+            self._functions[function.name] = function
+        referenced = {Path(os.readlink(link)).name for link in self.links.iterdir() if link.is_symlink()}
+        for directory in self.store.iterdir():
+            if directory.name not in referenced:
+                shutil.rmtree(directory, ignore_errors=True)  # staging leftovers, replaced versions
+
+
+def _read_function(link: Path) -> Function:
+    directory = link.resolve(strict=True)
+    manifest = json.loads((directory / MANIFEST).read_text())
+    name = check_name(manifest["name"])
+    if name != link.name:
+        raise ValueError(f"manifest names {name!r}")
+    snapshot = Snapshot.from_bytes((directory / SNAPSHOT).read_bytes())
+    return Function(name, manifest["version"], directory, FunctionSpec.from_json(manifest),
+                    float(manifest["deployed_at"]), snapshot)
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    with path.open("wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -1,0 +1,167 @@
+"""The worker's core: deploy, invoke, list and remove functions.
+
+This is what the HTTP API calls.  It owns the registry (code on disk), the
+warm pool and the scheduler, and it is the only place that decides between
+a warm instance and a cold restore.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import shutil
+import time
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from ..config import Settings
+from ..errors import DeadlineExceeded, DeployError, PayloadTooLarge, WasmLambdaError
+from ..sandbox import Runtime
+from ._package import Limits, check_name, extract, read_spec
+from ._pool import Pool
+from ._registry import Function, Registry
+from ._scheduler import Scheduler
+from ._stats import Stats
+
+# Unpacked packages may be this many times the size of the archive limit.
+_UNPACK_RATIO = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class Invocation:
+    """One call's outcome: the JSON result or the error, and how it started."""
+
+    cold: bool
+    duration_us: int
+    result: bytes | None = None
+    error: WasmLambdaError | None = None
+
+
+class Worker:
+    def __init__(self, settings: Settings, runtime: Runtime, log: Callable[[str], None] = print) -> None:
+        self.settings = settings
+        self.runtime = runtime
+        self.log = log
+        self.default_limits = Limits(settings.default_timeout_ms, settings.default_memory_mb)
+        self.registry = Registry(settings.data_dir)
+        self.pool = Pool(settings.memory_budget_mb << 20, settings.idle_timeout_s, settings.max_instances)
+        self.scheduler = Scheduler(settings.sandbox_threads, settings.max_queue)
+        self.stats = Stats()
+        self._deploy_lock = trio.Lock()
+        self.registry.load(warn=log)
+        self._refresh_stale_snapshots()
+
+    def _refresh_stale_snapshots(self) -> None:
+        """Snapshots are deltas over one runtime image; after a runtime
+        rebuild, take them again from the stored code."""
+        for function in list(self.registry):
+            if function.snapshot.base_id == self.runtime.base_id:
+                continue
+            self.log(f"re-snapshotting {function.name!r} for runtime {self.runtime.base_id}")
+            limits = function.spec.limits
+            try:
+                snapshot = self.runtime.snapshot(function.code_dir, limits.memory_bytes, limits.timeout_ms)
+            except WasmLambdaError as exc:
+                self.log(f"skipping function {function.name!r}: {exc}")
+                self.registry.remove(function.name)
+                continue
+            self.registry.replace_snapshot(function, snapshot)
+
+    # -- invoking ---------------------------------------------------------
+
+    async def invoke(self, name: str, event: bytes) -> Invocation:
+        function = self.registry.get(name)
+        limits = function.spec.limits
+        key = (function.name, function.version)
+        started = time.perf_counter_ns()
+        instance = self.pool.acquire(key)
+        cold = instance is None
+
+        def call() -> bytes:
+            nonlocal instance
+            if instance is None:
+                instance = self.runtime.restore(function.snapshot, function.code_dir, limits.memory_bytes)
+            return instance.invoke(event, limits.timeout_ms)
+
+        result: bytes | None = None
+        error: WasmLambdaError | None = None
+        try:
+            result = await self.scheduler.run(call, limits.timeout_ms)
+        except DeadlineExceeded as exc:
+            # Abandoned: the thread still owns the instance and frees it when done.
+            instance, error = None, exc
+        except WasmLambdaError as exc:
+            error = exc
+        self.pool.release(key, instance, keep=function.spec.isolation == "warm")
+        duration_us = (time.perf_counter_ns() - started) // 1000
+        self.stats.record(name, cold, error is not None, duration_us)
+        return Invocation(cold, duration_us, result, error)
+
+    # -- deploying --------------------------------------------------------
+
+    async def deploy(self, name: str, archive: bytes) -> dict[str, Any]:
+        check_name(name)
+        if len(archive) > self.settings.max_package_bytes:
+            raise PayloadTooLarge(f"the package is larger than {self.settings.max_package_bytes >> 20} MB")
+        async with self._deploy_lock:
+            try:
+                function = await self.scheduler.run(lambda: self._build(name, archive),
+                                                    self.settings.default_timeout_ms)
+            except DeadlineExceeded:
+                raise DeployError("deploying took longer than the worker's default timeout") from None
+            previous = self.registry.publish(function)
+            self.pool.drop(name)
+            if previous is not None:
+                self.registry.discard(previous.directory)
+        self.log(f"deployed {name!r} version {function.version}")
+        return function.describe()
+
+    def _build(self, name: str, archive: bytes) -> Function:
+        """Unpack, validate and snapshot in a staging directory (off the event loop)."""
+        staging = self.registry.staging_dir()
+        try:
+            code = staging / "code"
+            extract(archive, code, self.settings.max_package_bytes * _UNPACK_RATIO)
+            spec = read_spec(code, self.default_limits, self.settings.max_memory_mb)
+            snapshot = self.runtime.snapshot(code, spec.limits.memory_bytes, spec.limits.timeout_ms)
+            version = hashlib.sha256(archive).hexdigest()[:12]
+            return self.registry.stage(staging, name, version, spec, snapshot)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+    async def remove(self, name: str) -> None:
+        async with self._deploy_lock:
+            function = self.registry.remove(name)
+            self.pool.drop(name)
+            self.registry.discard(function.directory)
+        self.log(f"removed {name!r}")
+
+    # -- inspecting -------------------------------------------------------
+
+    def describe(self, name: str) -> dict[str, Any]:
+        return self.registry.get(name).describe()
+
+    def list_functions(self) -> list[dict[str, Any]]:
+        return [function.describe() for function in self.registry]
+
+    def stats_json(self) -> dict[str, Any]:
+        return {
+            **self.stats.to_json(),
+            "deployed": len(self.registry),
+            "pool": {"idle_instances": len(self.pool), "idle_bytes": self.pool.idle_bytes,
+                     "busy": self.pool.busy, "evictions": self.pool.evictions},
+            "queue": {"running": self.scheduler.running, "waiting": self.scheduler.waiting},
+        }
+
+    async def run_janitor(self) -> None:
+        """Evict idle instances past their timeout, forever."""
+        while True:
+            await trio.sleep(min(5.0, self.settings.idle_timeout_s / 4))
+            self.pool.evict_idle()
+
+    def close(self) -> None:
+        self.pool.close()
+

@@ -1,0 +1,16 @@
+"""The only package that imports wasmtime: the engine, instances, snapshots."""
+
+from ._engine import STACK_BYTES, Runtime, RuntimeImage
+from ._instance import GUEST_CODE_DIR, GUEST_STDLIB, Instance
+from ._snapshot import Snapshot, SnapshotFormatError
+
+__all__ = [
+    "GUEST_CODE_DIR",
+    "GUEST_STDLIB",
+    "STACK_BYTES",
+    "Instance",
+    "Runtime",
+    "RuntimeImage",
+    "Snapshot",
+    "SnapshotFormatError",
+]

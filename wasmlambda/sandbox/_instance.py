@@ -1,0 +1,139 @@
+"""One guest instance: a store, its memory and the two ABI entry points.
+
+Theory of operation: the guest shim (runtimes/python/shim/wl_shim.c) keeps a
+persistent input buffer.  A call writes ``opcode + payload`` into it and calls
+``wl_handle(len)``, which returns ``(ptr << 32) | len`` of the response inside
+guest memory; the response's first byte says success (``0``) or failure
+(``E`` + JSON).  Traps are translated into the error tree here and nowhere
+else.  After any trap the instance is dead and must not be reused.
+
+An instance is used by one thread at a time; it may move between threads.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+from typing import Any
+
+import wasmtime
+
+from ..errors import BadRequest, DeadlineExceeded, DeployError, GuestError, GuestTrap, MemoryLimitExceeded
+
+TICK_MS = 10
+# Where the guest sees the stdlib and the function's code; fixed at Wizer time.
+GUEST_STDLIB = "/usr/local/lib/python3.11"
+GUEST_CODE_DIR = "/function"
+_WASM_PAGE = 65536
+_MIN_INPUT_BUFFER = 4096
+_FAILED = -1
+
+
+class Instance:
+    __slots__ = ("_handle", "_input_address", "_input_capacity", "_memory", "_reserve", "_store",
+                 "dead", "memory_limit")
+
+    def __init__(self, store: wasmtime.Store, exports: Any, memory_limit: int) -> None:
+        self._store = store
+        self._memory: wasmtime.Memory = exports["memory"]
+        self._reserve: wasmtime.Func = exports["wl_reserve"]
+        self._handle: wasmtime.Func = exports["wl_handle"]
+        self._input_address = 0
+        self._input_capacity = 0
+        self.memory_limit = memory_limit
+        self.dead = False
+
+    # -- memory -----------------------------------------------------------
+
+    def memory_address(self) -> int:
+        return ctypes.addressof(self._memory.data_ptr(self._store).contents)
+
+    def memory_size(self) -> int:
+        return self._memory.data_len(self._store)
+
+    def read_memory(self) -> bytes:
+        return ctypes.string_at(self.memory_address(), self.memory_size())
+
+    def grow_to(self, pages: int) -> None:
+        missing = pages - self._memory.size(self._store)
+        if missing > 0 and not self._memory.grow(self._store, missing):
+            raise MemoryLimitExceeded(f"the snapshot needs {pages * _WASM_PAGE >> 20} MB of memory")
+
+    # -- calls ------------------------------------------------------------
+
+    def invoke(self, event: bytes, timeout_ms: int) -> bytes:
+        """Call the loaded handler with a JSON event; return its JSON result."""
+        response = self._call(b"I", event, timeout_ms)
+        if response[:1] == b"0":
+            return response[1:]
+        raise self._failure(json.loads(response[1:]))
+
+    def load(self, request: bytes, timeout_ms: int) -> None:
+        """Import a handler (the deploy-time step before a snapshot)."""
+        response = self._call(b"L", request, timeout_ms)
+        if response[:1] != b"0":
+            raise self._failure(json.loads(response[1:]))
+
+    def _call(self, opcode: bytes, payload: bytes, timeout_ms: int) -> bytes:
+        if self.dead:
+            raise GuestTrap("instance is dead after an earlier trap")
+        store = self._store
+        size = len(payload) + 1
+        store.set_epoch_deadline(timeout_ms // TICK_MS + 1)
+        try:
+            if size > self._input_capacity:
+                capacity = max(size, _MIN_INPUT_BUFFER)
+                address = self._reserve(store, capacity)
+                if not address:
+                    raise MemoryLimitExceeded(f"no guest memory for a {size}-byte request")
+                self._input_address, self._input_capacity = address, capacity
+            base = self.memory_address()
+            ctypes.memmove(base + self._input_address, opcode, 1)
+            ctypes.memmove(base + self._input_address + 1, payload, len(payload))
+            packed = self._handle(store, size)
+        except wasmtime.Trap as trap:
+            self.dead = True
+            raise self._trap_error(trap, timeout_ms) from None
+        except wasmtime.WasmtimeError as exc:
+            self.dead = True
+            raise GuestTrap(str(exc).splitlines()[0]) from None
+        if packed == _FAILED:
+            # The guest's Python layer could not even build a response:
+            # in practice, it ran out of memory.
+            self.dead = True
+            raise MemoryLimitExceeded(f"the function exceeded its memory limit of {self.memory_limit >> 20} MB")
+        return ctypes.string_at(self.memory_address() + ((packed >> 32) & 0xFFFFFFFF), packed & 0xFFFFFFFF)
+
+    def _trap_error(self, trap: wasmtime.Trap, timeout_ms: int) -> Exception:
+        if trap.trap_code == wasmtime.TrapCode.INTERRUPT:
+            return DeadlineExceeded(f"the function exceeded its timeout of {timeout_ms} ms")
+        if self.memory_size() + _WASM_PAGE >= self.memory_limit:
+            return MemoryLimitExceeded(f"the function exceeded its memory limit of {self.memory_limit >> 20} MB")
+        return GuestTrap(f"the sandbox trapped: {trap.message.splitlines()[0]}")
+
+    def _failure(self, error: dict[str, Any]) -> Exception:
+        phase, kind, message = error["phase"], error["type"], error["message"]
+        if kind == "MemoryError":
+            self.dead = True  # its heap may be half-updated; do not keep it warm
+            return MemoryLimitExceeded(f"the function exceeded its memory limit of {self.memory_limit >> 20} MB")
+        if phase == "event":
+            return BadRequest(f"the event is not valid JSON: {message}")
+        if phase == "load":
+            return DeployError(_located(error))
+        if phase == "result":
+            return GuestError(f"the handler returned a value JSON cannot encode: {message}", kind,
+                              error["traceback"])
+        return GuestError(f"{kind}: {message}", kind, error["traceback"])
+
+    def close(self) -> None:
+        """Release the store (and its pooling slot) now rather than at GC."""
+        self.dead = True
+        self._store.close()
+
+
+def _located(error: dict[str, Any]) -> str:
+    file, line = error.get("file"), error.get("line")
+    where = ""
+    if file:
+        where = file.removeprefix(GUEST_CODE_DIR + "/") + (f", line {line}" if line else "") + ": "
+    return f"{where}{error['type']}: {error['message']}"
