@@ -2,8 +2,8 @@
 
 __version__ = "0.1.0"
 
-from .config import Settings, load_settings  # noqa: E402
-from .errors import (  # noqa: E402
+from .config import Settings, load_settings
+from .errors import (
     BadRequest,
     CapacityExceeded,
     ConfigError,
@@ -36,6 +36,5 @@ __all__ = [
     "ServiceError",
     "Settings",
     "WasmLambdaError",
-    "__version__",
     "load_settings",
 ]

@@ -42,6 +42,10 @@ STDLIB_EXCLUDES = {
     "ensurepip", "lib2to3", "__pycache__", "venv", "pydoc_data",
 }
 INPUTS = ("build.py", "shim/wl_shim.c", "guest/_wl_runtime.py")
+# Bump when the steps that build the interpreter itself (sources, zlib,
+# configure, make) change: their output is cached apart from the image,
+# so editing the shim or the guest module relinks in seconds.
+INTERPRETER_RECIPE = 1
 STEPS = 8
 
 
@@ -64,6 +68,10 @@ def input_key() -> str:
     return digest.hexdigest()[:16]
 
 
+def interpreter_key() -> str:
+    return hashlib.sha256(f"{INTERPRETER_RECIPE} {PYTHON_SOURCE_PACKAGE}".encode()).hexdigest()[:16]
+
+
 def runtime_dir(cache_dir: Path) -> Path:
     return cache_dir / "runtime" / input_key()
 
@@ -76,8 +84,9 @@ class Builder:
         self.logs = self.work / "logs"
         self.jobs = jobs
         self.step = 0
-        self.sysroot = self.work / "sysroot"
-        self.deps = self.work / "deps"
+        self.interpreter = cache_dir / "interpreter" / interpreter_key()
+        self.sysroot = self.interpreter / "sysroot"
+        self.deps = self.interpreter / "deps"
 
     # -- plumbing ---------------------------------------------------------
 
@@ -133,7 +142,7 @@ class Builder:
 
     def fetch_sources(self) -> tuple[Path, Path]:
         started = self.announce("fetch CPython 3.11 and zlib sources (apt-get source)")
-        src = self.work / "src"
+        src = self.interpreter / "src"
         src.mkdir(parents=True, exist_ok=True)
         if not glob.glob(str(src / "python3.11-3.11.*/")) or not glob.glob(str(src / "zlib-*/")):
             self.run("sources", ["apt-get", "source", "-qq", PYTHON_SOURCE_PACKAGE, "zlib"], cwd=src)
@@ -144,7 +153,7 @@ class Builder:
 
     def build_zlib(self, zlib_src: Path) -> None:
         started = self.announce("build zlib for wasm32-wasi")
-        build = self.work / "build-zlib"
+        build = self.interpreter / "build-zlib"
         shutil.rmtree(build, ignore_errors=True)
         shutil.copytree(zlib_src, build, symlinks=True)
         env = {**self.wasm_env(), "CFLAGS": "-O2"}
@@ -153,8 +162,8 @@ class Builder:
         self.run("zlib", ["make", "install"], cwd=build, env=env)
         self.done(started)
 
-    def build_cpython(self, python_src: Path) -> Path:
-        build = self.work / "build-py"
+    def build_cpython(self, python_src: Path) -> None:
+        build = self.interpreter / "build-py"
         build.mkdir(exist_ok=True)
         started = self.announce("configure CPython for wasm32-wasi (about 40 s)")
         env = {
@@ -171,7 +180,6 @@ class Builder:
         started = self.announce(f"compile CPython (about 30 s on 2 cores, -j{self.jobs})")
         self.run("make", ["make", f"-j{self.jobs}"], cwd=build, env=env)
         self.done(started)
-        return build
 
     def stage_stdlib(self, python_src: Path, build: Path) -> Path:
         started = self.announce("stage and precompile the standard library")
@@ -227,7 +235,8 @@ class Builder:
         empty_code_dir.mkdir(exist_ok=True)
         self.run("wizer", [
             str(self.wizer()), "--allow-wasi", "--init-func", "wizer.initialize", "-r", "_initialize=wl_noop",
-            "--mapdir", f"{GUEST_STDLIB}::{stage}", "--mapdir", f"{GUEST_CODE_DIR}::{empty_code_dir}", "-o", str(out), str(reactor),
+            "--mapdir", f"{GUEST_STDLIB}::{stage}", "--mapdir", f"{GUEST_CODE_DIR}::{empty_code_dir}",
+            "-o", str(out), str(reactor),
         ], cwd=self.work)
         # Wizer leaves an empty file behind when initialisation fails.
         if out.stat().st_size == 0:
@@ -263,9 +272,18 @@ class Builder:
             path = self.sysroot / link / "wasm32-wasi"
             if not path.is_symlink():
                 path.symlink_to(target)
-        python_src, zlib_src = self.fetch_sources()
-        self.build_zlib(zlib_src)
-        build = self.build_cpython(python_src)
+        complete = self.interpreter / ".complete"
+        if complete.exists():
+            self.step = 4
+            print(f"[1-4/{STEPS}] CPython interpreter: cached in {self.interpreter}", flush=True)
+        else:
+            shutil.rmtree(self.interpreter / "build-py", ignore_errors=True)
+            python_src, zlib_src = self.fetch_sources()
+            self.build_zlib(zlib_src)
+            self.build_cpython(python_src)
+            complete.touch()
+        python_src = Path(sorted(glob.glob(str(self.interpreter / "src" / "python3.11-3.11.*/")))[-1])
+        build = self.interpreter / "build-py"
         stage = self.stage_stdlib(python_src, build)
         reactor = self.link(python_src, build)
         image = self.snapshot(reactor, stage)

@@ -10,8 +10,10 @@ connection is closed after ``KEEPALIVE_TIMEOUT_S``.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from functools import partial
+from http import HTTPStatus
 
 import h11
 import trio
@@ -22,6 +24,7 @@ from ._messages import Request, Response
 KEEPALIVE_TIMEOUT_S = 60
 READ_SIZE = 65536
 SERVER_HEADER = (b"server", b"wasmlambda")
+_REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 
 
 class _Reject(Exception):
@@ -107,7 +110,8 @@ def _content_length(headers: Sequence[tuple[bytes, bytes]]) -> int | None:
 
 async def _send(stream: trio.SocketStream, connection: h11.Connection, response: Response) -> None:
     headers = [SERVER_HEADER, (b"content-length", str(len(response.body)).encode()), *response.headers]
-    data = connection.send(h11.Response(status_code=response.status, headers=headers)) or b""
+    head = h11.Response(status_code=response.status, headers=headers, reason=_REASONS.get(response.status, b""))
+    data = connection.send(head) or b""
     if response.body:
         data += connection.send(h11.Data(data=response.body)) or b""
     data += connection.send(h11.EndOfMessage()) or b""
@@ -121,8 +125,6 @@ async def _send_error_and_close(stream: trio.SocketStream, connection: h11.Conne
     kind = "PayloadTooLarge" if status == 413 else "BadRequest"
     response = Response.json(status, {"error": {"type": kind, "message": message}})
     response.headers += [(b"connection", b"close")]
-    try:
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
         await _send(stream, connection, response)
-    except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
-        pass
 

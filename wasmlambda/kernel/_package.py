@@ -72,7 +72,7 @@ def check_name(name: str) -> str:
 def extract(archive: bytes, destination: Path, max_unpacked_bytes: int) -> None:
     """Unpack a tar.gz into ``destination`` (which must not exist yet)."""
     try:
-        tar = tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz")
+        tar = tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz")  # noqa: SIM115 (closed below)
         members = tar.getmembers()
     except (tarfile.TarError, zlib.error, EOFError, OSError) as exc:
         raise DeployError(f"the package is not a valid tar.gz archive ({exc})") from None

@@ -101,21 +101,25 @@ class Instance:
             # The guest's Python layer could not even build a response:
             # in practice, it ran out of memory.
             self.dead = True
-            raise MemoryLimitExceeded(f"the function exceeded its memory limit of {self.memory_limit >> 20} MB")
+            raise self._out_of_memory()
         return ctypes.string_at(self.memory_address() + ((packed >> 32) & 0xFFFFFFFF), packed & 0xFFFFFFFF)
 
     def _trap_error(self, trap: wasmtime.Trap, timeout_ms: int) -> Exception:
         if trap.trap_code == wasmtime.TrapCode.INTERRUPT:
             return DeadlineExceeded(f"the function exceeded its timeout of {timeout_ms} ms")
         if self.memory_size() + _WASM_PAGE >= self.memory_limit:
-            return MemoryLimitExceeded(f"the function exceeded its memory limit of {self.memory_limit >> 20} MB")
-        return GuestTrap(f"the sandbox trapped: {trap.message.splitlines()[0]}")
+            return self._out_of_memory()
+        # The message is a wasm backtrace; its last line is the cause.
+        return GuestTrap(f"the sandbox trapped ({trap.message.strip().splitlines()[-1].strip()})")
+
+    def _out_of_memory(self) -> MemoryLimitExceeded:
+        return MemoryLimitExceeded(f"the function exceeded its memory limit of {self.memory_limit >> 20} MB")
 
     def _failure(self, error: dict[str, Any]) -> Exception:
         phase, kind, message = error["phase"], error["type"], error["message"]
         if kind == "MemoryError":
             self.dead = True  # its heap may be half-updated; do not keep it warm
-            return MemoryLimitExceeded(f"the function exceeded its memory limit of {self.memory_limit >> 20} MB")
+            return self._out_of_memory()
         if phase == "event":
             return BadRequest(f"the event is not valid JSON: {message}")
         if phase == "load":

@@ -1,0 +1,51 @@
+"""Shared fixtures: the real guest runtime, and function folders on disk."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from wasmlambda import _guest_runtime
+from wasmlambda.config import Settings
+from wasmlambda.sandbox import Runtime, RuntimeImage
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+CACHE_DIR = Settings().cache_dir
+
+FunctionFactory = Callable[..., Path]
+
+
+@pytest.fixture(scope="session")
+def runtime_image() -> RuntimeImage:
+    # No skip: without a runtime the suite must fail (`make test` builds it).
+    return RuntimeImage(_guest_runtime.locate(CACHE_DIR))
+
+
+@pytest.fixture(scope="session")
+def runtime(runtime_image: RuntimeImage) -> Iterator[Runtime]:
+    shared = Runtime(runtime_image, CACHE_DIR, max_instances=16, max_memory_mb=256)
+    yield shared
+    shared.close()
+
+
+@pytest.fixture
+def make_function(tmp_path: Path) -> FunctionFactory:
+    """Write a function folder: ``make_function("name", "def f(event): ...", toml=..., files={path: text})``."""
+
+    def make(name: str, source: str, toml: str | None = None, files: dict[str, str] | None = None) -> Path:
+        directory = tmp_path / "functions" / name
+        directory.mkdir(parents=True)
+        (directory / "f.py").write_text(textwrap.dedent(source))
+        if toml is not None:
+            (directory / "wasmlambda.toml").write_text(textwrap.dedent(toml))
+        for filename, content in (files or {}).items():
+            path = directory / filename
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(textwrap.dedent(content))
+        return directory
+
+    return make

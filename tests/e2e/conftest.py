@@ -1,0 +1,110 @@
+"""A real worker process on a free loopback port, and a small HTTP client."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from guest_sdk import pack
+
+STARTUP_TIMEOUT_S = 60
+
+
+class Reply:
+    def __init__(self, response: http.client.HTTPResponse) -> None:
+        self.status = response.status
+        self.headers = {name.lower(): value for name, value in response.getheaders()}
+        self.body = response.read()
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def error(self) -> dict[str, Any]:
+        error: dict[str, Any] = self.json()["error"]
+        return error
+
+
+class WorkerProcess:
+    """``wasmlambda serve`` as a subprocess; restartable on the same data dir."""
+
+    def __init__(self, data_dir: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.log_path = log_path
+        self.env = {**os.environ, **(env or {})}
+        self.process: subprocess.Popen[str] | None = None
+        self.port = 0
+        self._connection: http.client.HTTPConnection | None = None
+
+    def start(self, *args: str) -> None:
+        command = [sys.executable, "-m", "wasmlambda", "serve", "--port", "0", "--data-dir", str(self.data_dir), *args]
+        with self.log_path.open("a") as log:
+            self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True, env=self.env)
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        assert self.process.stdout is not None
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                raise RuntimeError(f"worker exited during startup:\n{self.log_path.read_text()}")
+            if "listening on http://" in line:
+                self.port = int(line.rsplit(":", 1)[1])
+                return
+        raise RuntimeError(f"worker did not start in {STARTUP_TIMEOUT_S} s")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.process is not None
+        self.close_connection()
+        self.process.send_signal(sig)
+        code = self.process.wait(timeout=30)
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+        self.process = None
+        return code
+
+    def close_connection(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def connection(self, fresh: bool = False) -> http.client.HTTPConnection:
+        if fresh:
+            return http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        if self._connection is None:
+            self._connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        return self._connection
+
+    def request(self, method: str, path: str, body: bytes | str | None = None, fresh: bool = False,
+                headers: dict[str, str] | None = None) -> Reply:
+        connection = self.connection(fresh)
+        if isinstance(body, str):
+            body = body.encode()
+        connection.request(method, path, body=body, headers=headers or {})
+        reply = Reply(connection.getresponse())
+        if fresh:
+            connection.close()
+        return reply
+
+    def run(self, name: str, event: Any = None, fresh: bool = False) -> Reply:
+        return self.request("POST", f"/run/{name}", json.dumps(event), fresh=fresh)
+
+    def deploy(self, name: str, directory: Path) -> Reply:
+        return self.request("POST", f"/registry/{name}", pack(directory))
+
+
+@pytest.fixture
+def worker(tmp_path: Path) -> Iterator[WorkerProcess]:
+    process = WorkerProcess(tmp_path / "data", tmp_path / "worker.log")
+    process.start()
+    yield process
+    if process.process is not None:
+        assert process.stop() == 0, process.log_path.read_text()

@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from guest_sdk import pack
+from wasmlambda.errors import DeployError
+from wasmlambda.kernel import FunctionSpec, Limits
+from wasmlambda.kernel._package import check_name, extract, read_spec
+
+from ..conftest import FunctionFactory
+
+DEFAULT = Limits(timeout_ms=1000, memory_mb=64)
+
+
+def archive(entries: dict[str, bytes], kinds: dict[str, bytes] | None = None) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in entries.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for name, kind in (kinds or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            info.linkname = "/etc/passwd"
+            tar.addfile(info)
+    return buffer.getvalue()
+
+
+def test_extracts_files_and_subpackages(tmp_path: Path) -> None:
+    extract(archive({"f.py": b"def f(e): return e", "lib/util.py": b"X = 1"}), tmp_path / "out", 1 << 20)
+    assert (tmp_path / "out" / "f.py").read_bytes() == b"def f(e): return e"
+    assert (tmp_path / "out" / "lib" / "util.py").read_bytes() == b"X = 1"
+
+
+def test_single_top_level_folder_is_the_root(tmp_path: Path) -> None:
+    extract(archive({"hello/f.py": b"", "hello/more.py": b""}), tmp_path / "out", 1 << 20)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["f.py", "more.py"]
+
+
+def test_pack_round_trips(tmp_path: Path, make_function: FunctionFactory) -> None:
+    source = make_function("x", "def f(event):\n    return 1\n", toml="[limits]\ntimeout_ms = 5\n",
+                           files={"lib/a.py": "A = 1"})
+    (source / "__pycache__").mkdir()
+    (source / "__pycache__" / "f.cpython-311.pyc").write_bytes(b"junk")
+    extract(pack(source), tmp_path / "out", 1 << 20)
+    names = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*") if p.is_file())
+    assert names == ["f.py", "lib/a.py", "wasmlambda.toml"]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"not a tarball", "not a valid tar.gz"),
+        (b"", "not a valid tar.gz"),
+        (archive({"../evil.py": b""}), "unsafe path"),
+        (archive({"/etc/cron.d/x": b""}), "unsafe path"),
+        (archive({"f.py": b""}, {"link": tarfile.SYMTYPE}), "not a regular file"),
+        (archive({"g.py": b""}), "no f.py"),
+        (archive({"a/f.py": b"", "b/g.py": b""}), "no f.py"),
+        (archive({"f.py": b"x" * 2000}), "unpacks to more than"),
+    ],
+)
+def test_bad_archives_are_rejected(tmp_path: Path, data: bytes, message: str) -> None:
+    with pytest.raises(DeployError, match=message):
+        extract(data, tmp_path / "out", 1000)
+    assert not (tmp_path / "etc").exists()
+
+
+@pytest.mark.parametrize("name", ["hello", "a", "my-fn_2", "X" * 64])
+def test_good_names(name: str) -> None:
+    assert check_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "-x", "a b", "a/b", "..", "é", "X" * 65])
+def test_bad_names(name: str) -> None:
+    with pytest.raises(DeployError, match="invalid function name"):
+        check_name(name)
+
+
+def test_spec_defaults_without_manifest(tmp_path: Path) -> None:
+    assert read_spec(tmp_path, DEFAULT, 512) == FunctionSpec(DEFAULT, "warm")
+
+
+def test_spec_reads_limits_and_isolation(tmp_path: Path) -> None:
+    (tmp_path / "wasmlambda.toml").write_text('[function]\nisolation = "fresh"\n[limits]\nmemory_mb = 32\n')
+    assert read_spec(tmp_path, DEFAULT, 512) == FunctionSpec(Limits(1000, 32), "fresh")
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ("[limits]\ntimeout = 5", "unknown setting limits.timeout"),
+        ("[limts]\n", "unknown setting limts"),
+        ("[limits]\nmemory_mb = 4096", "memory_mb must be between 16 and 512"),
+        ("[limits]\ntimeout_ms = 0", "timeout_ms must be between 1"),
+        ("[limits]\ntimeout_ms = '5'", "must be an integer"),
+        ('[function]\nisolation = "cold"', "isolation must be one of"),
+        ("limits = 3", r"\[limits\] must be a table"),
+        ("[limits\n", "wasmlambda.toml"),
+    ],
+)
+def test_bad_manifest(tmp_path: Path, document: str, message: str) -> None:
+    (tmp_path / "wasmlambda.toml").write_text(document)
+    with pytest.raises(DeployError, match=message):
+        read_spec(tmp_path, DEFAULT, 512)

@@ -1,0 +1,23 @@
+"""In CI the compiled twins must be the ones in use, not a silent fallback."""
+
+import os
+
+import pytest
+
+from wasmlambda import _fastpath
+from wasmlambda.sandbox import _snapshot
+
+
+@pytest.mark.skipif(os.environ.get("CI") != "true", reason="only CI guarantees a compiled build")
+def test_compiled_extensions_are_loaded_in_ci() -> None:
+    assert not _fastpath.extensions_disabled()
+    assert _fastpath.is_built("_delta")
+    assert _snapshot._delta.__name__ == "wasmlambda._fastpath._delta"
+    assert _snapshot._delta.__file__.endswith(".so")
+
+
+def test_disabling_extensions_picks_the_pure_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wasmlambda.sandbox import _delta_py
+
+    monkeypatch.setenv("WASMLAMBDA_NO_EXTENSIONS", "1")
+    assert _fastpath.pick("_delta", _delta_py) is _delta_py
