@@ -35,12 +35,29 @@ import re  # noqa: F401
 import string  # noqa: F401
 import struct  # noqa: F401
 import sys
-import time  # noqa: F401
+import time
 import traceback
 import typing  # noqa: F401
 import uuid  # noqa: F401
 import zlib  # noqa: F401
 
+_host_sleep = time.sleep
+
+
+def _interruptible_sleep(seconds):
+    # The host's deadline (an epoch interrupt) only fires while wasm code
+    # runs; one long sleep inside the host would hold the call past it.
+    # Short sleeps in a loop keep returning to wasm code.
+    if seconds < 0:
+        raise ValueError("sleep length must be non-negative")
+    end = time.monotonic() + seconds
+    remaining = seconds
+    while remaining > 0:
+        _host_sleep(min(remaining, 0.01))
+        remaining = end - time.monotonic()
+
+
+time.sleep = _interruptible_sleep
 _handler = None
 # False in every snapshot, so the first call after a restore reseeds `random`,
 # whose state would otherwise be identical in every instance.

@@ -1,0 +1,147 @@
+"""End-to-end load: POST /run/hello over loopback, worker versus baseline.
+
+Starts ``wasmlambda serve`` (hello deployed) and bench/baseline_server.py,
+then drives each with keep-alive connections from a single-threaded
+selectors client, recording every request's latency.  Prints a markdown
+table: requests/s, p50, p99, and the worker/baseline ratio.
+
+Usage: python bench/load.py [--requests N] [--concurrency 1 16] [--json OUT]
+Client and servers share this machine's cores, so absolute numbers are a
+floor; the ratios are what to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import selectors
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BODY = b'{"name": "alice"}'
+EXPECTED = b'{"hello": "alice"}'
+
+
+def start_server(command: list[str]) -> tuple[subprocess.Popen[str], int]:
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO)
+    assert process.stdout is not None
+    for line in process.stdout:
+        if "listening on http://" in line:
+            return process, int(line.rsplit(":", 1)[1])
+    raise RuntimeError(f"{command} exited before listening")
+
+
+def stop_server(process: subprocess.Popen[str]) -> None:
+    process.terminate()
+    process.wait(timeout=30)
+    if process.stdout is not None:
+        process.stdout.close()
+
+
+class Connection:
+    def __init__(self, port: int, path: str) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock.setblocking(False)
+        self.request = (
+            f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(BODY)}\r\n\r\n"
+        ).encode() + BODY
+        self.buffer = b""
+        self.sent_at = 0
+
+
+def run_load(port: int, path: str, concurrency: int, requests: int) -> list[int]:
+    """Send ``requests`` requests over ``concurrency`` connections; return latencies in ns."""
+    selector = selectors.DefaultSelector()
+    latencies: list[int] = []
+    sent = 0
+    for _ in range(concurrency):
+        connection = Connection(port, path)
+        selector.register(connection.sock, selectors.EVENT_READ, connection)
+        connection.sent_at = time.perf_counter_ns()
+        connection.sock.sendall(connection.request)
+        sent += 1
+    while len(latencies) < requests:
+        for key, _ in selector.select(timeout=30):
+            connection = key.data
+            connection.buffer += connection.sock.recv(65536)
+            head, separator, rest = connection.buffer.partition(b"\r\n\r\n")
+            if not separator:
+                continue
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            if len(rest) < length:
+                continue
+            if not head.startswith(b"HTTP/1.1 200") or rest[:length] != EXPECTED:
+                raise RuntimeError(f"unexpected response: {connection.buffer[:300]!r}")
+            latencies.append(time.perf_counter_ns() - connection.sent_at)
+            connection.buffer = rest[length:]
+            if sent < requests:
+                connection.sent_at = time.perf_counter_ns()
+                connection.sock.sendall(connection.request)
+                sent += 1
+    for key in list(selector.get_map().values()):
+        key.fileobj.close()  # type: ignore[union-attr]
+    return latencies
+
+
+def measure(port: int, path: str, concurrency: int, requests: int) -> dict[str, float]:
+    run_load(port, path, concurrency, min(2000, requests))  # warm up: instances, caches, connections
+    started = time.perf_counter()
+    latencies = sorted(run_load(port, path, concurrency, requests))
+    elapsed = time.perf_counter() - started
+    return {
+        "requests_per_s": len(latencies) / elapsed,
+        "p50_us": latencies[len(latencies) // 2] / 1000,
+        "p99_us": latencies[int(len(latencies) * 0.99)] / 1000,
+        "mean_us": statistics.fmean(latencies) / 1000,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--json", type=Path, help="also write the raw figures here")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="wasmlambda-bench-") as data_dir:
+        worker, worker_port = start_server([
+            sys.executable, "-m", "wasmlambda", "serve", "--port", "0", "--data-dir", data_dir,
+            "--deploy", str(REPO / "examples" / "hello"),
+        ])
+        baseline, baseline_port = start_server([sys.executable, str(REPO / "bench" / "baseline_server.py")])
+        results = []
+        try:
+            for concurrency in args.concurrency:
+                for name, port in (("baseline: trio + h11, no sandbox", baseline_port),
+                                   ("wasmlambda worker", worker_port)):
+                    figures = measure(port, "/run/hello", concurrency, args.requests)
+                    results.append({"server": name, "concurrency": concurrency, **figures})
+        finally:
+            stop_server(worker)
+            stop_server(baseline)
+
+    print(f"POST /run/hello, {args.requests} requests per row, keep-alive, loopback; "
+          f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, Python {platform.python_version()}\n")
+    print("| server | connections | req/s | p50 µs | p99 µs | p50 vs baseline |")
+    print("|---|---|---|---|---|---|")
+    for row in results:
+        base = next(r for r in results if r["concurrency"] == row["concurrency"] and r["server"].startswith("base"))
+        print(f"| {row['server']} | {row['concurrency']} | {row['requests_per_s']:,.0f} | {row['p50_us']:.0f} "
+              f"| {row['p99_us']:.0f} | {row['p50_us'] / base['p50_us']:.2f}x |")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
