@@ -33,8 +33,12 @@ test: setup lint
 	$(BIN)/pytest
 
 bench: setup
-	$(BIN)/pytest bench --benchmark-only --benchmark-columns=min,median,mean,max,rounds -p no:randomly
+	@mkdir -p .benchmarks
+	$(BIN)/pytest bench --benchmark-only --benchmark-columns=min,median,mean,max,rounds \
+		--benchmark-json=.benchmarks/micro.json
+	$(BIN)/python bench/report.py .benchmarks/micro.json
 	$(BIN)/python bench/load.py
+	$(BIN)/python bench/deadline.py
 
 clean:
 	rm -rf build wasmlambda/_fastpath/*.c wasmlambda/_fastpath/*.so

@@ -15,7 +15,7 @@ import trio
 
 from . import __version__, _guest_runtime
 from .config import Settings, load_settings
-from .errors import ConfigError, WasmLambdaError
+from .errors import ConfigError, DeployError, WasmLambdaError
 
 
 def log(message: str) -> None:
@@ -85,8 +85,6 @@ def _serve(args: argparse.Namespace) -> int:
                       max_memory_mb=settings.max_memory_mb)
     try:
         trio.run(_serve_async, settings, runtime, args.deploy)
-    except OSError as exc:
-        raise ConfigError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
     finally:
         runtime.close()
     return 0
@@ -95,32 +93,34 @@ def _serve(args: argparse.Namespace) -> int:
 async def _serve_async(settings: Settings, runtime: Any, deploy_dirs: list[Path]) -> None:
     from guest_sdk import pack
 
-    from .http import Api, serve
+    from .http import Api, bound_address, open_listeners, serve
     from .kernel import Worker
 
+    listeners = await open_listeners(settings.host, settings.port)
     worker = Worker(settings, runtime, log)
     try:
         for directory in deploy_dirs:
-            name = directory.resolve().name
-            await worker.deploy(name, pack(directory))
-
-        def ready(host: str, port: int) -> None:
-            log(f"runtime {runtime.base_id}, {len(worker.registry)} function(s), data in {settings.data_dir}")
-            print(f"wasmlambda listening on http://{host}:{port}", flush=True)
-
+            try:
+                await worker.deploy(directory.resolve().name, pack(directory))
+            except DeployError as exc:
+                raise DeployError(f"--deploy {directory}: {exc}") from None
+        log(f"runtime {runtime.base_id}, {len(worker.registry)} function(s), data in {settings.data_dir}")
+        host, port = bound_address(listeners)
+        print(f"wasmlambda listening on http://{host}:{port}", flush=True)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(worker.run_janitor)
-            nursery.start_soon(_cancel_on_sigterm, nursery.cancel_scope)
-            await nursery.start(serve, Api(worker), settings.host, settings.port, ready)
+            nursery.start_soon(_cancel_on_signal, nursery.cancel_scope)
+            nursery.start_soon(serve, Api(worker), listeners)
     finally:
         worker.close()
     log("stopped")
 
 
-async def _cancel_on_sigterm(scope: trio.CancelScope) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM) as signals:
-        async for _ in signals:
-            log("SIGTERM: shutting down")
+async def _cancel_on_signal(scope: trio.CancelScope) -> None:
+    """SIGTERM and Ctrl-C both stop the worker cleanly (no traceback)."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for received in signals:
+            log(f"{signal.Signals(received).name}: shutting down")
             scope.cancel()
             return
 

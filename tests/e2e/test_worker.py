@@ -245,9 +245,12 @@ def test_functions_survive_a_crash(worker: WorkerProcess, make_function: Functio
     assert stores == ["keep"]
 
 
-def test_graceful_stop_and_restart(worker: WorkerProcess) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_graceful_stop_and_restart(worker: WorkerProcess, sig: int) -> None:
     worker.deploy("echo", EXAMPLES / "echo")
-    assert worker.stop() == 0
+    assert worker.stop(sig) == 0
+    log = worker.log_path.read_text()
+    assert f"{signal.Signals(sig).name}: shutting down" in log and "stopped" in log
+    assert "Traceback" not in log
     worker.start()
     assert worker.run("echo", [1]).json() == [1]
-    assert "stopped" in worker.log_path.read_text()

@@ -11,13 +11,14 @@ connection is closed after ``KEEPALIVE_TIMEOUT_S``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
 from http import HTTPStatus
 
 import h11
 import trio
 
+from ..errors import ConfigError
 from ._api import Api
 from ._messages import Request, Response
 
@@ -35,13 +36,21 @@ class _Reject(Exception):
         self.status = status
 
 
-async def serve(api: Api, host: str, port: int, on_ready: Callable[[str, int], None],
-                task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(partial(trio.serve_tcp, partial(_serve_connection, api), port, host=host))
-        bound_host, bound_port = listeners[0].socket.getsockname()[:2]
-        on_ready(bound_host, bound_port)
-        task_status.started()
+async def open_listeners(host: str, port: int) -> list[trio.SocketListener]:
+    """Bind before serving, so a busy port is one clear error at startup."""
+    try:
+        return await trio.open_tcp_listeners(port, host=host)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def bound_address(listeners: list[trio.SocketListener]) -> tuple[str, int]:
+    host, port = listeners[0].socket.getsockname()[:2]
+    return host, port
+
+
+async def serve(api: Api, listeners: list[trio.SocketListener]) -> None:
+    await trio.serve_listeners(partial(_serve_connection, api), listeners)
 
 
 async def _serve_connection(api: Api, stream: trio.SocketStream) -> None:

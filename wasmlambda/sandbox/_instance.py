@@ -98,19 +98,23 @@ class Instance:
             self.dead = True
             raise GuestTrap(str(exc).splitlines()[0]) from None
         if packed == _FAILED:
-            # The guest's Python layer could not even build a response:
-            # in practice, it ran out of memory.
+            # The guest could not even build an error response.
             self.dead = True
-            raise self._out_of_memory()
+            if self._near_memory_limit():
+                raise self._out_of_memory()
+            raise GuestTrap("the guest runtime failed to produce a response")
         return ctypes.string_at(self.memory_address() + ((packed >> 32) & 0xFFFFFFFF), packed & 0xFFFFFFFF)
 
     def _trap_error(self, trap: wasmtime.Trap, timeout_ms: int) -> Exception:
         if trap.trap_code == wasmtime.TrapCode.INTERRUPT:
             return DeadlineExceeded(f"the function exceeded its timeout of {timeout_ms} ms")
-        if self.memory_size() + _WASM_PAGE >= self.memory_limit:
+        if self._near_memory_limit():
             return self._out_of_memory()
         # The message is a wasm backtrace; its last line is the cause.
         return GuestTrap(f"the sandbox trapped ({trap.message.strip().splitlines()[-1].strip()})")
+
+    def _near_memory_limit(self) -> bool:
+        return self.memory_size() + _WASM_PAGE >= self.memory_limit
 
     def _out_of_memory(self) -> MemoryLimitExceeded:
         return MemoryLimitExceeded(f"the function exceeded its memory limit of {self.memory_limit >> 20} MB")

@@ -12,7 +12,7 @@ A response is a status byte followed by JSON: ``0`` + the result, or ``E`` +
 ``{"phase", "type", "message", "traceback", "file", "line"}``.  ``phase``
 says whose fault it was (``event``: bad input, ``load``: bad package,
 ``handler``: the handler raised, ``result``: the handler returned something
-JSON cannot carry).
+JSON cannot carry, ``runtime``: this module itself failed).
 
 Everything imported here is part of the snapshot, so handlers get these
 modules for free; that is why the import list is long.
@@ -63,16 +63,23 @@ _handler = None
 # whose state would otherwise be identical in every instance.
 _seeded = False
 # Default separators: results read the way `json.dumps` users expect.
-_dumps = json.JSONEncoder(ensure_ascii=False).encode
+_dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
 
 
 def handle(request):
-    opcode = request[:1]
-    if opcode == b"I":
-        return _invoke(request[1:])
-    if opcode == b"L":
-        return _load(request[1:])
-    return _error("event", ValueError("unknown opcode %r" % opcode))
+    try:
+        opcode = request[:1]
+        if opcode == b"I":
+            return _invoke(request[1:])
+        if opcode == b"L":
+            return _load(request[1:])
+        raise ValueError("unknown opcode %r" % opcode)
+    except BaseException as exc:  # a failure here is ours, not the handler's
+        return _error("runtime", exc)
+
+
+def _reject_constant(name):
+    raise ValueError("%s is not valid JSON" % name)
 
 
 def _invoke(payload):
@@ -81,8 +88,8 @@ def _invoke(payload):
         random.seed()
         _seeded = True
     try:
-        event = json.loads(payload) if payload else None
-    except ValueError as exc:
+        event = json.loads(payload, parse_constant=_reject_constant) if payload else None
+    except (ValueError, RecursionError) as exc:
         return _error("event", exc)
     stdout, stderr = sys.stdout, sys.stderr
     sys.stdout = sys.stderr = io.StringIO()
@@ -94,7 +101,7 @@ def _invoke(payload):
         sys.stdout, sys.stderr = stdout, stderr
     try:
         return b"0" + _dumps(result).encode()
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         return _error("result", exc)
 
 
