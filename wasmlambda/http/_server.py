@@ -11,6 +11,7 @@ connection is closed after ``KEEPALIVE_TIMEOUT_S``.
 from __future__ import annotations
 
 import contextlib
+import traceback
 from collections.abc import Sequence
 from functools import partial
 from http import HTTPStatus
@@ -54,28 +55,36 @@ async def serve(api: Api, listeners: list[trio.SocketListener]) -> None:
 
 
 async def _serve_connection(api: Api, stream: trio.SocketStream) -> None:
+    # One connection's bug must never take the listener (and the worker) down.
+    try:
+        async with stream:
+            await _connection_loop(api, stream)
+    except Exception:
+        api.worker.log("connection handler failed:\n" + traceback.format_exc())
+
+
+async def _connection_loop(api: Api, stream: trio.SocketStream) -> None:
     connection = h11.Connection(h11.SERVER)
-    async with stream:
-        while True:
-            try:
-                with trio.move_on_after(KEEPALIVE_TIMEOUT_S) as idle:
-                    request = await _receive_request(api, stream, connection)
-                if idle.cancelled_caught or request is None:
-                    return
-            except (h11.RemoteProtocolError, _Reject) as exc:
-                status = exc.status if isinstance(exc, _Reject) else (exc.error_status_hint or 400)
-                await _send_error_and_close(stream, connection, status, str(exc))
+    while True:
+        try:
+            with trio.move_on_after(KEEPALIVE_TIMEOUT_S) as idle:
+                request = await _receive_request(api, stream, connection)
+            if idle.cancelled_caught or request is None:
                 return
-            except trio.BrokenResourceError:
-                return
-            response = await api.handle(request)
-            try:
-                await _send(stream, connection, response)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return
-            if connection.our_state is not h11.DONE or connection.their_state is not h11.DONE:
-                return
-            connection.start_next_cycle()
+        except (h11.RemoteProtocolError, _Reject) as exc:
+            status = exc.status if isinstance(exc, _Reject) else (exc.error_status_hint or 400)
+            await _send_error_and_close(stream, connection, status, str(exc))
+            return
+        except trio.BrokenResourceError:
+            return
+        response = await api.handle(request)
+        try:
+            await _send(stream, connection, response)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+        if connection.our_state is not h11.DONE or connection.their_state is not h11.DONE:
+            return
+        connection.start_next_cycle()
 
 
 async def _receive_request(api: Api, stream: trio.SocketStream, connection: h11.Connection) -> Request | None:
