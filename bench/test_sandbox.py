@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from wasmlambda.sandbox import GUEST_CODE_DIR, Runtime
+from wasmlambda.sandbox import Runtime
 
 MB = 1 << 20
 HELLO = Path(__file__).resolve().parent.parent / "examples" / "hello"
@@ -26,7 +26,7 @@ EVENT = b'{"name": "alice"}'
 
 @pytest.fixture(scope="module")
 def hello_snapshot(runtime: Runtime):  # type: ignore[no-untyped-def]
-    return runtime.snapshot(HELLO, 128 * MB, 5000)
+    return runtime.snapshot(HELLO, "hello", 128 * MB, 5000)
 
 
 @pytest.mark.benchmark(group="cold-start")
@@ -34,7 +34,7 @@ def test_restore_to_first_result(benchmark, runtime: Runtime, hello_snapshot) ->
     def cold_call() -> bytes:
         instance = runtime.restore(hello_snapshot, HELLO, 128 * MB)
         try:
-            return instance.invoke(EVENT, 5000)
+            return instance.invoke(EVENT, 5000)[0]
         finally:
             instance.close()
 
@@ -43,13 +43,11 @@ def test_restore_to_first_result(benchmark, runtime: Runtime, hello_snapshot) ->
 
 @pytest.mark.benchmark(group="cold-start")
 def test_baseline_instantiate_and_import(benchmark, runtime: Runtime) -> None:  # type: ignore[no-untyped-def]
-    load = json.dumps({"path": GUEST_CODE_DIR, "module": "f", "handler": "f"}).encode()
-
     def cold_call() -> bytes:
         instance = runtime.instantiate(HELLO, 128 * MB)
         try:
-            instance.load(load, 5000)
-            return instance.invoke(EVENT, 5000)
+            instance.load("hello", 5000)
+            return instance.invoke(EVENT, 5000)[0]
         finally:
             instance.close()
 
@@ -71,7 +69,7 @@ def test_baseline_new_host_process(benchmark) -> None:  # type: ignore[no-untype
 def test_warm_call(benchmark, runtime: Runtime, hello_snapshot) -> None:  # type: ignore[no-untyped-def]
     instance = runtime.restore(hello_snapshot, HELLO, 128 * MB)
     try:
-        assert benchmark(instance.invoke, EVENT, 5000) == b'{"hello": "alice"}'
+        assert benchmark(instance.invoke, EVENT, 5000) == (b'{"hello": "alice"}', "")
     finally:
         instance.close()
 

@@ -11,6 +11,8 @@ class WasmLambdaError(Exception):
     """Base of every error the worker reports on purpose."""
 
     status: ClassVar[int] = 500
+    # What the guest printed or logged before failing, when it got that far.
+    logs: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {"type": type(self).__name__, "message": str(self)}

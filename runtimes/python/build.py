@@ -41,7 +41,8 @@ STDLIB_EXCLUDES = {
     "test", "tests", "idle_test", "idlelib", "tkinter", "turtledemo",
     "ensurepip", "lib2to3", "__pycache__", "venv", "pydoc_data",
 }
-INPUTS = ("build.py", "shim/wl_shim.c", "guest/_wl_runtime.py")
+GUEST_MODULES = ("_wl_runtime.py", "wasmlambda_guest.py")
+INPUTS = ("build.py", "shim/wl_shim.c", *(f"guest/{name}" for name in GUEST_MODULES))
 # Bump when the steps that build the interpreter itself (sources, zlib,
 # configure, make) change: their output is cached apart from the image,
 # so editing the shim or the guest module relinks in seconds.
@@ -187,7 +188,8 @@ class Builder:
         shutil.rmtree(stage.parent.parent, ignore_errors=True)
         shutil.copytree(python_src / "Lib", stage,
                         ignore=lambda _dir, names: [n for n in names if n in STDLIB_EXCLUDES])
-        shutil.copy2(HERE / "guest" / "_wl_runtime.py", stage)
+        for name in GUEST_MODULES:
+            shutil.copy2(HERE / "guest" / name, stage)
         # Debian's sysconfig looks for the second name; configure writes the first.
         sysconfigdata = build / "build" / "lib.wasi-wasm32-3.11" / "_sysconfigdata__wasi_wasm32-wasi.py"
         shutil.copy2(sysconfigdata, stage)

@@ -26,12 +26,12 @@ MB = 1 << 20
 
 
 def start(runtime: Runtime, code: Path, memory_mb: int = 64, timeout_ms: int = 5000) -> Instance:
-    snapshot = runtime.snapshot(code, memory_mb * MB, timeout_ms)
+    snapshot = runtime.snapshot(code, code.name, memory_mb * MB, timeout_ms)
     return runtime.restore(snapshot, code, memory_mb * MB)
 
 
 def call(instance: Instance, event: object, timeout_ms: int = 5000) -> object:
-    return json.loads(instance.invoke(json.dumps(event).encode(), timeout_ms))
+    return json.loads(instance.invoke(json.dumps(event).encode(), timeout_ms)[0])
 
 
 def test_stdlib_works_in_the_guest(runtime: Runtime, make_function: FunctionFactory) -> None:
@@ -87,7 +87,7 @@ def test_warm_instance_keeps_state_and_restore_resets_it(runtime: Runtime, make_
             count += 1
             return count
     """)
-    snapshot = runtime.snapshot(code, 64 * MB, 5000)
+    snapshot = runtime.snapshot(code, "fn", 64 * MB, 5000)
     warm = runtime.restore(snapshot, code, 64 * MB)
     assert [call(warm, None) for _ in range(3)] == [1, 2, 3]
     assert call(runtime.restore(snapshot, code, 64 * MB), None) == 1
@@ -95,7 +95,7 @@ def test_warm_instance_keeps_state_and_restore_resets_it(runtime: Runtime, make_
 
 def test_random_is_reseeded_after_every_restore(runtime: Runtime, make_function: FunctionFactory) -> None:
     code = make_function("rand", "import random\n\ndef f(event):\n    return random.random()\n")
-    snapshot = runtime.snapshot(code, 64 * MB, 5000)
+    snapshot = runtime.snapshot(code, "fn", 64 * MB, 5000)
     values = {call(runtime.restore(snapshot, code, 64 * MB), None) for _ in range(5)}
     assert len(values) == 5
 
@@ -103,7 +103,7 @@ def test_random_is_reseeded_after_every_restore(runtime: Runtime, make_function:
 def test_snapshots_are_small_deltas_of_this_image(runtime: Runtime, make_function: FunctionFactory) -> None:
     # Not byte-for-byte reproducible: freed heap blocks keep stale bytes
     # (the atime floats of stat results, for one).
-    snapshot = runtime.snapshot(make_function("small", "def f(event):\n    return event\n"), 64 * MB, 5000)
+    snapshot = runtime.snapshot(make_function("small", "def f(event):\n    return event\n"), "small", 64 * MB, 5000)
     assert snapshot.base_id == runtime.base_id
     assert 0 < len(snapshot.payload) < 512 * 1024  # byte ranges, far below the 7 MiB image
 
@@ -122,7 +122,7 @@ def test_event_that_is_not_json(runtime: Runtime, make_function: FunctionFactory
     instance = start(runtime, make_function("e", "def f(event):\n    return event\n"))
     with pytest.raises(BadRequest, match="not valid JSON"):
         instance.invoke(b"{nope", 5000)
-    assert instance.invoke(b"", 5000) == b"null"  # an empty body is a null event
+    assert instance.invoke(b"", 5000) == (b"null", "")  # an empty body is a null event
 
 
 def test_result_that_json_cannot_encode(runtime: Runtime, make_function: FunctionFactory) -> None:
@@ -183,7 +183,7 @@ def test_bad_handlers_fail_at_deploy(
     for name, source in files.items():
         (tmp_path / name).write_text(source)
     with pytest.raises(DeployError, match=message):
-        runtime.snapshot(tmp_path, 32 * MB, 200)
+        runtime.snapshot(tmp_path, "bad", 32 * MB, 200)
 
 
 def test_instances_beyond_the_slot_limit_are_refused(runtime_image: RuntimeImage) -> None:
@@ -196,3 +196,27 @@ def test_instances_beyond_the_slot_limit_are_refused(runtime_image: RuntimeImage
         small.instantiate(None, 64 * MB).close()
     finally:
         small.close()
+
+
+def test_context_logs_and_prints(runtime: Runtime, make_function: FunctionFactory) -> None:
+    code = make_function("ctx", """
+        print("imported")  # import-time output is not part of any call's logs
+        from wasmlambda_guest import context, log
+
+        def f(event):
+            print("printed", event)
+            log("logged", context.function_name, context.request_id, context.memory_limit_mb)
+            assert 0 < context.remaining_time_ms() <= 2000
+            if event == "fail":
+                raise RuntimeError("failing on purpose")
+            return "ok"
+    """)
+    snapshot = runtime.snapshot(code, "ctx", 48 * MB, 5000)
+    instance = runtime.restore(snapshot, code, 48 * MB)
+    result, logs = instance.invoke(b'"x"', 2000, "req-1")
+    assert result == b'"ok"'
+    assert logs == "printed x\nlogged ctx req-1 48\n"
+    with pytest.raises(GuestError) as caught:
+        instance.invoke(b'"fail"', 2000, "req-2")
+    assert caught.value.logs.startswith("printed fail\nlogged ctx req-2 48\nTraceback (most recent call last):")
+    assert caught.value.logs.rstrip().endswith("RuntimeError: failing on purpose")

@@ -7,9 +7,11 @@ with the same shape; the worker logs it and keeps serving.
 
 from __future__ import annotations
 
+import json
 import time
 import traceback
 from collections.abc import Awaitable, Callable
+from urllib.parse import parse_qs
 
 from .. import __version__
 from ..errors import BadRequest, CapacityExceeded, WasmLambdaError
@@ -31,6 +33,7 @@ class Api:
             ("registry", False): {"GET": self._list},
             ("status", False): {"GET": self._status},
             ("stats", False): {"GET": self._stats},
+            ("logs", True): {"GET": self._logs},
         }
 
     def body_limit(self, path: str) -> int:
@@ -59,7 +62,18 @@ class Api:
 
     async def _run(self, request: Request, name: str) -> Response:
         invocation = await self.worker.invoke(name, request.body)
-        return run_response(invocation)
+        return run_response(invocation, with_logs=_flag(request, "logs"))
+
+    async def _logs(self, request: Request, name: str) -> Response:
+        self.worker.registry.get(name)  # 404 for unknown functions
+        query = parse_qs(request.query)
+        try:
+            since = int(query.get("since", ["0"])[0])
+        except ValueError:
+            raise BadRequest("since must be an integer (the last seq you saw)") from None
+        lines = self.worker.logs.read(name, since, query.get("request_id", [None])[0])
+        return Response.json(200, {"function": name, "lines": lines,
+                                   "next": lines[-1]["seq"] if lines else since})
 
     async def _deploy(self, request: Request, name: str) -> Response:
         if not request.body:
@@ -89,25 +103,41 @@ class Api:
         return Response.json(200, self.worker.stats_json())
 
 
-def run_response(invocation: Invocation) -> Response:
-    """A /run response: the handler's JSON, or its error, plus how it ran."""
+def run_response(invocation: Invocation, with_logs: bool = False) -> Response:
+    """A /run response: the handler's JSON (or its error) plus how it ran.
+
+    With ``?logs=true`` the body is ``{"request_id", "logs", "result"}`` (or
+    the error with ``logs`` added) instead of the bare result.
+    """
     meta = [
+        (b"x-request-id", invocation.request_id.encode()),
         (b"x-wasmlambda-start", b"cold" if invocation.cold else b"warm"),
         (b"x-wasmlambda-duration-us", str(invocation.duration_us).encode()),
     ]
     if invocation.error is not None:
-        response = error_response(invocation.error)
+        response = error_response(invocation.error, invocation.logs if with_logs else None)
         response.headers += meta
         return response
     assert invocation.result is not None
-    return Response(200, invocation.result, [JSON_TYPE, *meta])
+    body = invocation.result
+    if with_logs:
+        body = b'{"request_id": "%s", "logs": %s, "result": %s}' % (
+            invocation.request_id.encode(), json.dumps(invocation.logs).encode(), body)
+    return Response(200, body, [JSON_TYPE, *meta])
 
 
-def error_response(error: WasmLambdaError) -> Response:
+def error_response(error: WasmLambdaError, logs: str | None = None) -> Response:
     headers = []
     if isinstance(error, CapacityExceeded):
         headers.append((b"retry-after", str(error.retry_after).encode()))
-    return Response.json(error.status, {"error": error.to_json()}, headers)
+    document = error.to_json()
+    if logs is not None:
+        document["logs"] = logs
+    return Response.json(error.status, {"error": document}, headers)
+
+
+def _flag(request: Request, name: str) -> bool:
+    return parse_qs(request.query).get(name, ["false"])[0].lower() in ("1", "true", "yes")
 
 
 def _error_response(status: int, kind: str, message: str,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ import trio
 from ..config import Settings
 from ..errors import DeadlineExceeded, DeployError, PayloadTooLarge, WasmLambdaError
 from ..sandbox import Runtime
+from ._logs import LogStore
 from ._package import Limits, check_name, extract, read_spec
 from ._pool import Pool
 from ._registry import Function, Registry
@@ -31,12 +33,14 @@ _UNPACK_RATIO = 4
 
 @dataclasses.dataclass(frozen=True)
 class Invocation:
-    """One call's outcome: the JSON result or the error, and how it started."""
+    """One call's outcome: the JSON result or the error, how it started, its logs."""
 
+    request_id: str
     cold: bool
     duration_us: int
     result: bytes | None = None
     error: WasmLambdaError | None = None
+    logs: str = ""
 
 
 class Worker:
@@ -49,6 +53,7 @@ class Worker:
         self.pool = Pool(settings.memory_budget_mb << 20, settings.idle_timeout_s, settings.max_instances)
         self.scheduler = Scheduler(settings.sandbox_threads, settings.max_queue)
         self.stats = Stats()
+        self.logs = LogStore()
         self._deploy_lock = trio.Lock()
         self.registry.load(warn=log)
         self._refresh_stale_snapshots()
@@ -62,7 +67,8 @@ class Worker:
             self.log(f"re-snapshotting {function.name!r} for runtime {self.runtime.base_id}")
             limits = function.spec.limits
             try:
-                snapshot = self.runtime.snapshot(function.code_dir, limits.memory_bytes, limits.timeout_ms)
+                snapshot = self.runtime.snapshot(function.code_dir, function.name, limits.memory_bytes,
+                                                 limits.timeout_ms)
             except WasmLambdaError as exc:
                 self.log(f"skipping function {function.name!r}: {exc}")
                 self.registry.remove(function.name)
@@ -75,29 +81,31 @@ class Worker:
         function = self.registry.get(name)
         limits = function.spec.limits
         key = (function.name, function.version)
+        request_id = os.urandom(8).hex()
         started = time.perf_counter_ns()
         instance = self.pool.acquire(key)
         cold = instance is None
 
-        def call() -> bytes:
+        def call() -> tuple[bytes, str]:
             nonlocal instance
             if instance is None:
                 instance = self.runtime.restore(function.snapshot, function.code_dir, limits.memory_bytes)
-            return instance.invoke(event, limits.timeout_ms)
+            return instance.invoke(event, limits.timeout_ms, request_id)
 
         result: bytes | None = None
         error: WasmLambdaError | None = None
         try:
-            result = await self.scheduler.run(call, limits.timeout_ms)
+            result, logs = await self.scheduler.run(call, limits.timeout_ms)
         except DeadlineExceeded as exc:
             # Abandoned: the thread still owns the instance and frees it when done.
-            instance, error = None, exc
+            instance, error, logs = None, exc, exc.logs
         except WasmLambdaError as exc:
-            error = exc
+            error, logs = exc, exc.logs
         self.pool.release(key, instance, keep=function.spec.isolation == "warm")
         duration_us = (time.perf_counter_ns() - started) // 1000
         self.stats.record(name, cold, error is not None, duration_us)
-        return Invocation(cold, duration_us, result, error)
+        self.logs.append(name, request_id, logs)
+        return Invocation(request_id, cold, duration_us, result, error, logs)
 
     # -- deploying --------------------------------------------------------
 
@@ -125,7 +133,7 @@ class Worker:
             code = staging / "code"
             extract(archive, code, self.settings.max_package_bytes * _UNPACK_RATIO)
             spec = read_spec(code, self.default_limits, self.settings.max_memory_mb)
-            snapshot = self.runtime.snapshot(code, spec.limits.memory_bytes, spec.limits.timeout_ms)
+            snapshot = self.runtime.snapshot(code, name, spec.limits.memory_bytes, spec.limits.timeout_ms)
             version = hashlib.sha256(archive).hexdigest()[:12]
             return self.registry.stage(staging, name, version, spec, snapshot)
         except BaseException:
@@ -136,6 +144,7 @@ class Worker:
         async with self._deploy_lock:
             function = self.registry.remove(name)
             self.pool.drop(name)
+            self.logs.forget(name)
             self.registry.discard(function.directory)
         self.log(f"removed {name!r}")
 

@@ -108,15 +108,14 @@ class Runtime:
             raise
         return instance
 
-    def snapshot(self, code_dir: Path, memory_limit: int, timeout_ms: int, module: str = "f") -> Snapshot:
+    def snapshot(self, code_dir: Path, name: str, memory_limit: int, timeout_ms: int, module: str = "f") -> Snapshot:
         """Import the function's handler in a fresh instance and record the delta.
 
         Raises DeployError naming the file and line when the import fails.
         """
         instance = self.instantiate(code_dir, memory_limit)
         try:
-            request = json.dumps({"path": GUEST_CODE_DIR, "module": module, "handler": "f"}).encode()
-            instance.load(request, timeout_ms)
+            instance.load(name, timeout_ms, module)
             return Snapshot.take(self.base_id, self.base_memory, instance.read_memory(), STACK_BYTES)
         except DeadlineExceeded:
             raise DeployError(f"importing {module}.py took longer than the {timeout_ms} ms timeout") from None

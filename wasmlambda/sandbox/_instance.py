@@ -4,7 +4,8 @@ Theory of operation: the guest shim (runtimes/python/shim/wl_shim.c) keeps a
 persistent input buffer.  A call writes ``opcode + payload`` into it and calls
 ``wl_handle(len)``, which returns ``(ptr << 32) | len`` of the response inside
 guest memory; the response's first byte says success (``0``) or failure
-(``E`` + JSON).  Traps are translated into the error tree here and nowhere
+(``E`` + JSON), and anything after a NUL is the call's logs (the protocol is
+spelled out in runtimes/python/guest/_wl_runtime.py).  Traps are translated into the error tree here and nowhere
 else.  After any trap the instance is dead and must not be reused.
 
 An instance is used by one thread at a time; it may move between threads.
@@ -18,7 +19,15 @@ from typing import Any
 
 import wasmtime
 
-from ..errors import BadRequest, DeadlineExceeded, DeployError, GuestError, GuestTrap, MemoryLimitExceeded
+from ..errors import (
+    BadRequest,
+    DeadlineExceeded,
+    DeployError,
+    GuestError,
+    GuestTrap,
+    MemoryLimitExceeded,
+    WasmLambdaError,
+)
 
 TICK_MS = 10
 # Where the guest sees the stdlib and the function's code; fixed at Wizer time.
@@ -61,24 +70,34 @@ class Instance:
 
     # -- calls ------------------------------------------------------------
 
-    def invoke(self, event: bytes, timeout_ms: int) -> bytes:
-        """Call the loaded handler with a JSON event; return its JSON result."""
-        response = self._call(b"I", event, timeout_ms)
-        if response[:1] == b"0":
-            return response[1:]
-        raise self._failure(json.loads(response[1:]))
+    def invoke(self, event: bytes, timeout_ms: int, request_id: str = "-") -> tuple[bytes, str]:
+        """Call the loaded handler with a JSON event; return its JSON result and logs.
 
-    def load(self, request: bytes, timeout_ms: int) -> None:
-        """Import a handler (the deploy-time step before a snapshot)."""
+        Guest-reported failures are raised with their logs attached.
+        """
+        header = b"I%s\x00%d\x00" % (request_id.encode(), timeout_ms)
+        response = self._call(header, event, timeout_ms)
+        body, _, logs = response[1:].partition(b"\x00")
+        text = logs.decode("utf-8", "replace")
+        if response[:1] == b"0":
+            return body, text
+        error = self._failure(json.loads(body))
+        error.logs = text
+        raise error
+
+    def load(self, name: str, timeout_ms: int, module: str = "f") -> None:
+        """Import a function's handler from GUEST_CODE_DIR (the deploy-time step before a snapshot)."""
+        request = json.dumps({"path": GUEST_CODE_DIR, "module": module, "handler": "f", "name": name,
+                              "memory_mb": self.memory_limit >> 20}).encode()
         response = self._call(b"L", request, timeout_ms)
         if response[:1] != b"0":
-            raise self._failure(json.loads(response[1:]))
+            raise self._failure(json.loads(response[1:].partition(b"\x00")[0]))
 
-    def _call(self, opcode: bytes, payload: bytes, timeout_ms: int) -> bytes:
+    def _call(self, header: bytes, payload: bytes, timeout_ms: int) -> bytes:
         if self.dead:
             raise GuestTrap("instance is dead after an earlier trap")
         store = self._store
-        size = len(payload) + 1
+        size = len(header) + len(payload)
         store.set_epoch_deadline(timeout_ms // TICK_MS + 1)
         try:
             if size > self._input_capacity:
@@ -88,8 +107,8 @@ class Instance:
                     raise MemoryLimitExceeded(f"no guest memory for a {size}-byte request")
                 self._input_address, self._input_capacity = address, capacity
             base = self.memory_address()
-            ctypes.memmove(base + self._input_address, opcode, 1)
-            ctypes.memmove(base + self._input_address + 1, payload, len(payload))
+            ctypes.memmove(base + self._input_address, header, len(header))
+            ctypes.memmove(base + self._input_address + len(header), payload, len(payload))
             packed = self._handle(store, size)
         except wasmtime.Trap as trap:
             self.dead = True
@@ -105,7 +124,7 @@ class Instance:
             raise GuestTrap("the guest runtime failed to produce a response")
         return ctypes.string_at(self.memory_address() + ((packed >> 32) & 0xFFFFFFFF), packed & 0xFFFFFFFF)
 
-    def _trap_error(self, trap: wasmtime.Trap, timeout_ms: int) -> Exception:
+    def _trap_error(self, trap: wasmtime.Trap, timeout_ms: int) -> WasmLambdaError:
         if trap.trap_code == wasmtime.TrapCode.INTERRUPT:
             return DeadlineExceeded(f"the function exceeded its timeout of {timeout_ms} ms")
         if self._near_memory_limit():
@@ -119,7 +138,7 @@ class Instance:
     def _out_of_memory(self) -> MemoryLimitExceeded:
         return MemoryLimitExceeded(f"the function exceeded its memory limit of {self.memory_limit >> 20} MB")
 
-    def _failure(self, error: dict[str, Any]) -> Exception:
+    def _failure(self, error: dict[str, Any]) -> WasmLambdaError:
         phase, kind, message = error["phase"], error["type"], error["message"]
         if kind == "MemoryError":
             self.dead = True  # its heap may be half-updated; do not keep it warm

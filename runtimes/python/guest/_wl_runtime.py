@@ -4,12 +4,16 @@ Theory of operation: the host writes one request into the shim's input
 buffer and calls ``wl_handle``, which calls :func:`handle` here.  A request is
 an opcode byte followed by a payload:
 
-* ``L`` + JSON ``{"path", "module", "handler"}``: import a function's handler.
-  The host does this once per deployment and snapshots the memory after it.
-* ``I`` + the JSON event: call the loaded handler with the decoded event.
+* ``L`` + JSON ``{"path", "module", "handler", "name", "memory_mb"}``: import
+  a function's handler.  The host does this once per deployment and
+  snapshots the memory after it.
+* ``I`` + request id + NUL + timeout in ms + NUL + the JSON event: call the
+  loaded handler with the decoded event.
 
 A response is a status byte followed by JSON: ``0`` + the result, or ``E`` +
-``{"phase", "type", "message", "traceback", "file", "line"}``.  ``phase``
+``{"phase", "type", "message", "traceback", "file", "line"}``; then, if the
+call printed or logged anything, NUL + those logs (JSON text never contains
+a raw NUL, so the split is unambiguous).  ``phase``
 says whose fault it was (``event``: bad input, ``load``: bad package,
 ``handler``: the handler raised, ``result``: the handler returned something
 JSON cannot carry, ``runtime``: this module itself failed).
@@ -40,6 +44,8 @@ import traceback
 import typing  # noqa: F401
 import uuid  # noqa: F401
 import zlib  # noqa: F401
+
+import wasmlambda_guest
 
 _host_sleep = time.sleep
 
@@ -87,28 +93,47 @@ def _invoke(payload):
     if not _seeded:
         random.seed()
         _seeded = True
+    request_id, timeout_ms, payload = payload.split(b"\x00", 2)
+    context = wasmlambda_guest.context
+    context.request_id = request_id.decode()
+    context._deadline = time.monotonic() + int(timeout_ms) / 1000
     try:
         event = json.loads(payload, parse_constant=_reject_constant) if payload else None
     except (ValueError, RecursionError) as exc:
         return _error("event", exc)
+    output = io.StringIO()
     stdout, stderr = sys.stdout, sys.stderr
-    sys.stdout = sys.stderr = io.StringIO()
+    sys.stdout = sys.stderr = output
     try:
         result = _handler(event)
     except BaseException as exc:  # the handler's failure is the caller's answer
-        return _error("handler", exc)
+        return _error("handler", exc, logs=output)
     finally:
         sys.stdout, sys.stderr = stdout, stderr
     try:
-        return b"0" + _dumps(result).encode()
+        encoded = b"0" + _dumps(result).encode()
     except (TypeError, ValueError, RecursionError) as exc:
-        return _error("result", exc)
+        return _error("result", exc, logs=output)
+    return encoded + _logs(output)
+
+
+def _logs(output):
+    text = output.getvalue()
+    if not text:
+        return b""
+    return b"\x00" + text.encode("utf-8", "replace").replace(b"\x00", b"")
 
 
 def _load(payload):
     global _handler
     spec = json.loads(payload)
+    wasmlambda_guest.context.function_name = spec["name"]
+    wasmlambda_guest.context.memory_limit_mb = spec["memory_mb"]
     sys.path.insert(0, spec["path"])
+    # Dependencies that `python -m guest_sdk build` vendored.
+    sys.path.insert(1, spec["path"] + "/vendor")
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout = sys.stderr = io.StringIO()  # import-time output is not a call's log
     try:
         module = __import__(spec["module"])
         handler = getattr(module, spec["handler"], None)
@@ -117,7 +142,9 @@ def _load(payload):
                 "%s.py does not define a callable %s(event)" % (spec["module"], spec["handler"])
             )
     except BaseException as exc:
-        return _error("load", exc, spec["path"])
+        return _error("load", exc, code_path=spec["path"])
+    finally:
+        sys.stdout, sys.stderr = stdout, stderr
     _handler = handler
     # Objects that exist now live as long as the snapshot: keep the collector
     # from walking them, which would dirty (copy-on-write) their pages later.
@@ -126,7 +153,7 @@ def _load(payload):
     return b"0null"
 
 
-def _error(phase, exc, code_path="/"):
+def _error(phase, exc, code_path="/", logs=None):
     file = line = None
     message = str(exc)
     if isinstance(exc, SyntaxError):
@@ -135,13 +162,15 @@ def _error(phase, exc, code_path="/"):
         for frame in traceback.extract_tb(exc.__traceback__):
             if frame.filename.startswith(code_path):
                 file, line = frame.filename, frame.lineno
-    return b"E" + _dumps(
-        {
-            "phase": phase,
-            "type": type(exc).__name__,
-            "message": message,
-            "traceback": "".join(traceback.format_exception(exc)),
-            "file": file,
-            "line": line,
-        }
-    ).encode()
+    formatted = "".join(traceback.format_exception(exc))
+    if logs is not None:
+        logs.write(formatted)  # the traceback belongs in the invocation's logs too
+    body = {
+        "phase": phase,
+        "type": type(exc).__name__,
+        "message": message,
+        "traceback": formatted,
+        "file": file,
+        "line": line,
+    }
+    return b"E" + _dumps(body).encode() + (_logs(logs) if logs is not None else b"")
