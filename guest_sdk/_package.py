@@ -6,19 +6,20 @@ import io
 import tarfile
 from pathlib import Path
 
-_SKIPPED = {"__pycache__", ".git", ".venv", "node_modules", ".mypy_cache", ".pytest_cache"}
+SKIPPED = (".git", ".venv", "node_modules", ".mypy_cache", ".pytest_cache", ".ruff_cache", "__pycache__")
 
 
-def pack(directory: Path) -> bytes:
-    """A deterministic tar.gz of ``directory`` (f.py at its root), skipping
-    caches and VCS folders; raises FileNotFoundError without an f.py."""
-    if not (directory / "f.py").is_file():
-        raise FileNotFoundError(f"{directory} has no f.py")
+def pack(directory: Path, include_bytecode: bool = False) -> bytes:
+    """A tar.gz of ``directory``, skipping VCS folders and caches (and, unless
+    ``include_bytecode``, host bytecode: the guest build writes its own)."""
+    skipped = set(SKIPPED) - ({"__pycache__"} if include_bytecode else set())
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         for path in sorted(directory.rglob("*")):
             relative = path.relative_to(directory)
-            if _SKIPPED & set(relative.parts) or not path.is_file() or path.suffix == ".pyc":
+            if skipped & set(relative.parts) or not path.is_file():
+                continue
+            if path.suffix == ".pyc" and not include_bytecode:
                 continue
             info = tarfile.TarInfo(relative.as_posix())
             info.size = path.stat().st_size

@@ -1,9 +1,16 @@
-"""The ``wasmlambda`` command: serve, and build or inspect the guest runtime."""
+"""The ``wasmlambda`` command.
+
+``serve`` runs a worker; ``deploy``, ``invoke``, ``ls``, ``rm``, ``logs`` and
+``status`` talk to one over HTTP (``--url``); ``runtime`` builds or inspects
+the guest runtime.  Every failure is one ``error: ...`` line and a non-zero
+exit code.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -14,6 +21,7 @@ from typing import Any
 import trio
 
 from . import __version__, _guest_runtime
+from ._client import DEFAULT_URL, ClientError, WorkerClient
 from .config import Settings, load_settings
 from .errors import ConfigError, DeployError, WasmLambdaError
 
@@ -64,7 +72,39 @@ def _parser() -> argparse.ArgumentParser:
     build.set_defaults(run=_runtime_build)
     info = runtime_commands.add_parser("info", help="show where the runtime is and whether it is built")
     info.set_defaults(run=_runtime_info)
+    _add_remote_commands(commands)
     return parser
+
+
+def _add_remote_commands(commands: Any) -> None:
+    def remote(name: str, help_text: str, run: Any) -> argparse.ArgumentParser:
+        command: argparse.ArgumentParser = commands.add_parser(name, help=help_text, description=help_text)
+        command.add_argument("--url", default=os.environ.get("WASMLAMBDA_URL", DEFAULT_URL),
+                             help=f"the worker (default $WASMLAMBDA_URL or {DEFAULT_URL})")
+        command.set_defaults(run=run)
+        return command
+
+    deploy = remote("deploy", "build a function folder (or take a built package) and deploy it", _deploy)
+    deploy.add_argument("source", type=Path, help="a function folder with f.py, or a .tar.gz package")
+    deploy.add_argument("--name", help="the function's name (default: the folder or package name)")
+    deploy.add_argument("--pip-args", default="", help="extra pip arguments for vendoring requirements.txt")
+
+    invoke = remote("invoke", "call a function and print its JSON result", _invoke)
+    invoke.add_argument("name", help="the function")
+    invoke.add_argument("event", nargs="?", default="null", help="the JSON event (default null), or - for stdin")
+    invoke.add_argument("--show-cost", action="store_true", help="print how the call ran and what it cost")
+    invoke.add_argument("--logs", action="store_true", help="print the call's logs (to stderr)")
+
+    remote("ls", "list deployed functions", _ls)
+    rm = remote("rm", "remove a deployed function", _rm)
+    rm.add_argument("name", help="the function")
+
+    logs = remote("logs", "print a function's recent log lines", _logs)
+    logs.add_argument("name", help="the function")
+    logs.add_argument("--request", help="only this request id's lines")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until Ctrl-C")
+
+    remote("status", "show the worker's status", _status)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -91,7 +131,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 async def _serve_async(settings: Settings, runtime: Any, deploy_dirs: list[Path]) -> None:
-    from guest_sdk import pack
+    from guest_sdk import BuildError, build_bytes
 
     from .http import Api, bound_address, open_listeners, serve
     from .kernel import Worker
@@ -101,8 +141,9 @@ async def _serve_async(settings: Settings, runtime: Any, deploy_dirs: list[Path]
     try:
         for directory in deploy_dirs:
             try:
-                await worker.deploy(directory.resolve().name, pack(directory))
-            except DeployError as exc:
+                package = build_bytes(directory, progress=log, check=False)
+                await worker.deploy(directory.resolve().name, package)
+            except (DeployError, BuildError) as exc:
                 raise DeployError(f"--deploy {directory}: {exc}") from None
         log(f"runtime {runtime.base_id}, {len(worker.registry)} function(s), data in {settings.data_dir}")
         host, port = bound_address(listeners)
@@ -123,6 +164,103 @@ async def _cancel_on_signal(scope: trio.CancelScope) -> None:
             log(f"{signal.Signals(received).name}: shutting down")
             scope.cancel()
             return
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from guest_sdk import BuildError, build_bytes
+
+    source: Path = args.source
+    if source.is_dir():
+        try:
+            package = build_bytes(source, args.pip_args.split(), progress=_progress, check=False)
+        except BuildError as exc:
+            raise ClientError(str(exc)) from None
+        name = args.name or source.resolve().name
+    elif source.is_file():
+        package = source.read_bytes()
+        name = args.name or source.name.removesuffix(".gz").removesuffix(".tar").removesuffix(".tgz")
+    else:
+        raise ClientError(f"{source}: no such folder or package")
+    described = WorkerClient(args.url).checked("POST", f"/registry/{name}", package).json()
+    limits = described["limits"]
+    print(f"deployed {name} (version {described['version']}, timeout {limits['timeout_ms']} ms, "
+          f"memory {limits['memory_mb']} MB, {described['isolation']})")
+    return 0
+
+
+def _invoke(args: argparse.Namespace) -> int:
+    event = sys.stdin.buffer.read() if args.event == "-" else args.event.encode()
+    path = f"/run/{args.name}" + ("?logs=true" if args.logs else "")
+    reply = WorkerClient(args.url).request("POST", path, event)
+    if args.show_cost:
+        facts = [f"{name.removeprefix('x-wasmlambda-')}={value}" for name, value in reply.headers.items()
+                 if name.startswith("x-wasmlambda-")]
+        _progress(f"request {reply.headers.get('x-request-id', '?')}: " + " ".join(facts))
+    if reply.status >= 300:
+        error = reply.error()
+        if args.logs:
+            _print_logs(reply.json()["error"].get("logs", ""))
+        elif error.logs:
+            print(error.logs, file=sys.stderr, end="")
+        raise error
+    if args.logs:
+        document = reply.json()
+        _print_logs(document["logs"])
+        print(json.dumps(document["result"], ensure_ascii=False))
+    else:
+        print(reply.body.decode())
+    return 0
+
+
+def _ls(args: argparse.Namespace) -> int:
+    functions = WorkerClient(args.url).checked("GET", "/registry/").json()["functions"]
+    if not functions:
+        print("no functions deployed")
+        return 0
+    rows = [("NAME", "VERSION", "ISOLATION", "TIMEOUT_MS", "MEMORY_MB", "DEPLOYED")]
+    rows += [(fn["name"], fn["version"], fn["isolation"], str(fn["limits"]["timeout_ms"]),
+              str(fn["limits"]["memory_mb"]), fn["deployed_at"]) for fn in functions]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def _rm(args: argparse.Namespace) -> int:
+    WorkerClient(args.url).checked("DELETE", f"/registry/{args.name}")
+    print(f"removed {args.name}")
+    return 0
+
+
+def _logs(args: argparse.Namespace) -> int:
+    client = WorkerClient(args.url)
+    since = 0
+    while True:
+        query = f"?since={since}" + (f"&request_id={args.request}" if args.request else "")
+        page = client.checked("GET", f"/logs/{args.name}{query}").json()
+        for line in page["lines"]:
+            stamp = time.strftime("%H:%M:%S", time.localtime(line["time"]))
+            print(f"{stamp} {line['request_id']} {line['line']}", flush=True)
+        since = page["next"]
+        if not args.follow:
+            return 0
+        time.sleep(1)
+
+
+def _status(args: argparse.Namespace) -> int:
+    status = WorkerClient(args.url).checked("GET", "/status").json()
+    for key, value in status.items():
+        print(f"{key}: {value}")
+    return 0
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _print_logs(logs: str) -> None:
+    for line in logs.splitlines():
+        print(f"log | {line}", file=sys.stderr)
 
 
 def _runtime_build(args: argparse.Namespace) -> int:

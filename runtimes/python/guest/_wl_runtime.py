@@ -162,7 +162,10 @@ def _error(phase, exc, code_path="/", logs=None):
         for frame in traceback.extract_tb(exc.__traceback__):
             if frame.filename.startswith(code_path):
                 file, line = frame.filename, frame.lineno
-    formatted = "".join(traceback.format_exception(exc))
+    tb = exc.__traceback__
+    if phase == "handler" and tb is not None:
+        tb = tb.tb_next  # start at the handler, not at this module's call of it
+    formatted = "".join(traceback.format_exception(type(exc), exc, tb))
     if logs is not None:
         logs.write(formatted)  # the traceback belongs in the invocation's logs too
     body = {
