@@ -1,9 +1,10 @@
 """``python -m guest_sdk build``: a function folder to a deployable package.
 
-Steps: copy the sources to a staging folder, vendor requirements.txt,
+Python (f.py): copy the sources to a staging folder, vendor requirements.txt,
 byte-compile for the guest (CPython 3.11, unchecked-hash .pyc, paths as the
 guest sees them), validate wasmlambda.toml, import the handler in the same
 WebAssembly runtime the worker uses, and pack the result as tar.gz.
+C (f.c): compile to f.wasm against wasmlambda.h and check its exports.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import py_compile
 import shutil
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +22,9 @@ from wasmlambda.config import Settings
 from wasmlambda.errors import WasmLambdaError
 from wasmlambda.kernel import Limits
 from wasmlambda.kernel._package import read_spec
+from wasmlambda.sandbox import Instance, Runtime, RuntimeImage
 
+from ._native import compile_c
 from ._package import SKIPPED, pack
 from ._vendor import BuildError, vendor
 
@@ -56,16 +58,24 @@ def build_bytes(directory: Path, pip_args: Sequence[str] = (), progress: Callabl
 def staged(directory: Path, pip_args: Sequence[str] = (), progress: Callable[[str], None] = print,
            check: bool = True) -> Iterator[Path]:
     """A validated, compiled copy of the function folder, removed afterwards."""
-    if not (directory / "f.py").is_file():
-        raise BuildError(f"{directory}: no f.py (it must define f(event))")
+    native = not (directory / "f.py").is_file()
+    if native and not (directory / "f.c").is_file():
+        raise BuildError(f"{directory}: no f.py (defining f(event)) and no f.c (a C handler using wasmlambda.h)")
     with tempfile.TemporaryDirectory(prefix="wasmlambda-build-") as scratch:
         staging = Path(scratch) / directory.name
-        shutil.copytree(directory, staging, ignore=shutil.ignore_patterns(*SKIPPED, "*.pyc"))
-        if (staging / REQUIREMENTS).is_file() and _has_requirements(staging / REQUIREMENTS):
-            vendor(staging / REQUIREMENTS, staging / "vendor", pip_args, progress)
-        _compile(staging)
+        shutil.copytree(directory, staging, ignore=shutil.ignore_patterns(*SKIPPED, "*.pyc", "*.wasm"))
+        if native:
+            compile_c(staging, staging / "f.wasm")
+            progress(f"compiled f.wasm ({(staging / 'f.wasm').stat().st_size:,} bytes)")
+        else:
+            if (staging / REQUIREMENTS).is_file() and _has_requirements(staging / REQUIREMENTS):
+                vendor(staging / REQUIREMENTS, staging / "vendor", pip_args, progress)
+            _compile(staging)
         if check:
-            validate(staging, directory.name, progress)
+            with sandbox(staging) as (runtime, limits):
+                instance = start(runtime, staging, directory.name, limits)
+                instance.close()
+            progress("the handler loads cleanly in the sandbox")
         yield staging
 
 
@@ -84,23 +94,32 @@ def _compile(staging: Path) -> None:
                                invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
 
 
-def validate(staging: Path, name: str, progress: Callable[[str], None] = print) -> None:
-    """Check the manifest and import the handler in the real sandbox."""
+@contextmanager
+def sandbox(staging: Path) -> Iterator[tuple[Runtime, Limits]]:
+    """The worker's runtime, sized for this function's (validated) limits."""
     from wasmlambda import _guest_runtime
-    from wasmlambda.sandbox import Runtime, RuntimeImage
 
     settings = Settings()
     try:
-        spec = read_spec(staging, Limits(settings.default_timeout_ms, settings.default_memory_mb),
-                         settings.max_memory_mb)
-        started = time.perf_counter()
+        limits = read_spec(staging, Limits(settings.default_timeout_ms, settings.default_memory_mb),
+                           settings.max_memory_mb).limits
         runtime = Runtime(RuntimeImage(_guest_runtime.locate(settings.cache_dir)), settings.cache_dir,
-                          max_instances=1, max_memory_mb=max(spec.limits.memory_mb, 64))
-        try:
-            snapshot = runtime.snapshot(staging, name, spec.limits.memory_bytes, spec.limits.timeout_ms)
-        finally:
-            runtime.close()
+                          max_instances=1, max_memory_mb=max(limits.memory_mb, 64))
     except WasmLambdaError as exc:
         raise BuildError(str(exc)) from None
-    progress(f"handler imports cleanly in the sandbox ({(time.perf_counter() - started) * 1000:.0f} ms, "
-             f"snapshot {len(snapshot.payload):,} bytes)")
+    try:
+        yield runtime, limits
+    finally:
+        runtime.close()
+
+
+def start(runtime: Runtime, staging: Path, name: str, limits: Limits) -> Instance:
+    """A ready instance: the snapshot restored (Python) or the module started (C)."""
+    try:
+        if (staging / "f.wasm").is_file() and not (staging / "f.py").is_file():
+            program = runtime.load_native(staging / "f.wasm", staging.parent / "module.cwasm")
+            return runtime.start_native(program, limits.memory_bytes)
+        snapshot = runtime.snapshot(staging, name, limits.memory_bytes, limits.timeout_ms)
+        return runtime.restore(snapshot, staging, limits.memory_bytes)
+    except WasmLambdaError as exc:
+        raise BuildError(str(exc)) from None

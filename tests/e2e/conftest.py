@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from guest_sdk import pack
+from guest_sdk import build_bytes
 
 STARTUP_TIMEOUT_S = 60
 
@@ -98,7 +98,7 @@ class WorkerProcess:
         return self.request("POST", f"/run/{name}", json.dumps(event), fresh=fresh)
 
     def deploy(self, name: str, directory: Path) -> Reply:
-        return self.request("POST", f"/registry/{name}", pack(directory))
+        return self.request("POST", f"/registry/{name}", build_bytes(directory, progress=lambda _: None, check=False))
 
 
 @pytest.fixture

@@ -105,7 +105,7 @@ def test_run_prints_result_logs_and_timing(make_function: FunctionFactory) -> No
     assert run(code, b"21", (), out, err) == 0
     assert out.getvalue() == '{\n  "n": 42\n}\n'
     assert "log | thinking about 21" in err.getvalue()
-    assert "timing: snapshot" in err.getvalue() and "restore" in err.getvalue()
+    assert "timing: start" in err.getvalue() and "call" in err.getvalue()
 
 
 def test_run_reports_handler_errors(make_function: FunctionFactory) -> None:

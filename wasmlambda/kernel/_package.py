@@ -1,5 +1,7 @@
 """Function packages: a tar.gz holding ``f.py`` (defining ``f(event)``), any
-other modules or packages it imports, and an optional ``wasmlambda.toml``::
+other modules or packages it imports (``vendor/`` for dependencies), and an
+optional ``wasmlambda.toml``; or, for a native function, ``f.wasm`` built by
+``python -m guest_sdk build`` against wasmlambda.h::
 
     [function]
     isolation = "warm"     # or "fresh": restore from the snapshot for every request
@@ -29,6 +31,7 @@ from ..config import check_memory_mb
 from ..errors import ConfigError, DeployError
 
 HANDLER_FILE = "f.py"
+NATIVE_FILE = "f.wasm"
 MANIFEST_FILE = "wasmlambda.toml"
 MAX_FILES = 10_000
 MAX_TIMEOUT_MS = 15 * 60 * 1000
@@ -87,8 +90,13 @@ def extract(archive: bytes, destination: Path, max_unpacked_bytes: int) -> None:
             if source is None:
                 raise DeployError(f"cannot read {member.name!r} from the package")
             target.write_bytes(source.read())
-    if not (destination / HANDLER_FILE).is_file():
-        raise DeployError(f"the package has no {HANDLER_FILE} at its top level (it must define f(event))")
+    if not (destination / HANDLER_FILE).is_file() and not (destination / NATIVE_FILE).is_file():
+        raise DeployError(f"the package has no {HANDLER_FILE} (defining f(event)) or {NATIVE_FILE} at its top level")
+
+
+def kind_of(code_dir: Path) -> str:
+    """``python`` (f.py) or ``wasm`` (a native module, f.wasm)."""
+    return "python" if (code_dir / HANDLER_FILE).is_file() else "wasm"
 
 
 def _checked_members(members: list[tarfile.TarInfo], max_unpacked_bytes: int) -> dict[PurePosixPath, tarfile.TarInfo]:
@@ -113,7 +121,7 @@ def _checked_members(members: list[tarfile.TarInfo], max_unpacked_bytes: int) ->
 
 def _common_folder(paths: list[PurePosixPath]) -> PurePosixPath:
     """The single top-level folder everything sits in, if f.py is not at the root."""
-    if PurePosixPath(HANDLER_FILE) in paths or not paths:
+    if PurePosixPath(HANDLER_FILE) in paths or PurePosixPath(NATIVE_FILE) in paths or not paths:
         return PurePosixPath()
     tops = {path.parts[0] for path in paths}
     if len(tops) == 1 and all(len(path.parts) > 1 for path in paths):

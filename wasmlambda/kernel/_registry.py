@@ -4,7 +4,8 @@ Layout under the data dir::
 
     store/<name>-<ns>/code/...          the unpacked package
     store/<name>-<ns>/manifest.json     name, version, spec, deploy time
-    store/<name>-<ns>/snapshot.bin      the memory delta over the runtime image
+    store/<name>-<ns>/snapshot.bin      the memory delta over the runtime image (Python)
+    store/<name>-<ns>/module.cwasm      compiled machine code (native functions)
     functions/<name> -> ../store/<name>-<ns>
 
 A deployment is staged in ``store/.staging-*``, fsynced, renamed into place,
@@ -26,11 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FunctionNotFound
-from ..sandbox import Snapshot, SnapshotFormatError
+from ..sandbox import NativeProgram, Snapshot, SnapshotFormatError
 from ._package import FunctionSpec, check_name
 
 MANIFEST = "manifest.json"
 SNAPSHOT = "snapshot.bin"
+COMPILED = "module.cwasm"
 
 
 @dataclasses.dataclass
@@ -40,21 +42,30 @@ class Function:
     directory: Path
     spec: FunctionSpec
     deployed_at: float
-    snapshot: Snapshot
+    kind: str  # "python" or "wasm"
+    snapshot: Snapshot | None = None  # Python functions
+    program: NativeProgram | None = None  # native functions, compiled when loaded
 
     @property
     def code_dir(self) -> Path:
         return self.directory / "code"
 
+    @property
+    def compiled_path(self) -> Path:
+        return self.directory / COMPILED
+
     def describe(self) -> dict[str, Any]:
-        return {
+        description = {
             "name": self.name,
+            "kind": self.kind,
             "version": self.version,
             "deployed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.deployed_at)),
             **self.spec.to_json(),
-            "snapshot": {"bytes": len(self.snapshot.payload), "ranges": self.snapshot.range_count,
-                         "memory_pages": self.snapshot.pages},
         }
+        if self.snapshot is not None:
+            description["snapshot"] = {"bytes": len(self.snapshot.payload), "ranges": self.snapshot.range_count,
+                                       "memory_pages": self.snapshot.pages}
+        return description
 
 
 class Registry:
@@ -82,15 +93,17 @@ class Registry:
     def staging_dir(self) -> Path:
         return self.store / f".staging-{uuid.uuid4().hex}"
 
-    def stage(self, staging: Path, name: str, version: str, spec: FunctionSpec, snapshot: Snapshot) -> Function:
-        """Write manifest and snapshot next to the unpacked code; durable, not yet visible."""
-        manifest = {"name": name, "version": version, "deployed_at": time.time(), **spec.to_json()}
+    def stage(self, staging: Path, function: Function) -> Function:
+        """Write manifest (and snapshot) next to the unpacked code; durable, not yet visible."""
+        manifest = {"name": function.name, "version": function.version, "kind": function.kind,
+                    "deployed_at": function.deployed_at, **function.spec.to_json()}
         _write_durably(staging / MANIFEST, json.dumps(manifest, indent=2).encode())
-        _write_durably(staging / SNAPSHOT, snapshot.to_bytes())
-        final = self.store / f"{name}-{time.time_ns()}"
+        if function.snapshot is not None:
+            _write_durably(staging / SNAPSHOT, function.snapshot.to_bytes())
+        final = self.store / f"{function.name}-{time.time_ns()}"
         os.replace(staging, final)
         _fsync_dir(self.store)
-        return Function(name, version, final, spec, manifest["deployed_at"], snapshot)
+        return dataclasses.replace(function, directory=final)
 
     def publish(self, function: Function) -> Function | None:
         """Make ``function`` the live version; returns the version it replaced."""
@@ -146,9 +159,10 @@ def _read_function(link: Path) -> Function:
     name = check_name(manifest["name"])
     if name != link.name:
         raise ValueError(f"manifest names {name!r}")
-    snapshot = Snapshot.from_bytes((directory / SNAPSHOT).read_bytes())
+    kind = manifest.get("kind", "python")
+    snapshot = Snapshot.from_bytes((directory / SNAPSHOT).read_bytes()) if kind == "python" else None
     return Function(name, manifest["version"], directory, FunctionSpec.from_json(manifest),
-                    float(manifest["deployed_at"]), snapshot)
+                    float(manifest["deployed_at"]), kind, snapshot)
 
 
 def _write_durably(path: Path, data: bytes) -> None:

@@ -19,11 +19,11 @@ import trio
 
 from ..config import Settings
 from ..errors import DeadlineExceeded, DeployError, PayloadTooLarge, WasmLambdaError
-from ..sandbox import Runtime
+from ..sandbox import Instance, Runtime
 from ._logs import LogStore
-from ._package import Limits, check_name, extract, read_spec
+from ._package import NATIVE_FILE, Limits, check_name, extract, kind_of, read_spec
 from ._pool import Pool
-from ._registry import Function, Registry
+from ._registry import COMPILED, Function, Registry
 from ._scheduler import Scheduler
 from ._stats import Stats
 
@@ -56,24 +56,36 @@ class Worker:
         self.logs = LogStore()
         self._deploy_lock = trio.Lock()
         self.registry.load(warn=log)
-        self._refresh_stale_snapshots()
+        self._prepare_loaded_functions()
 
-    def _refresh_stale_snapshots(self) -> None:
-        """Snapshots are deltas over one runtime image; after a runtime
-        rebuild, take them again from the stored code."""
+    def _prepare_loaded_functions(self) -> None:
+        """Snapshots are deltas over one runtime image: after a runtime
+        rebuild, take them again from the stored code.  Native modules are
+        compiled (or their cached machine code loaded)."""
         for function in list(self.registry):
-            if function.snapshot.base_id == self.runtime.base_id:
-                continue
-            self.log(f"re-snapshotting {function.name!r} for runtime {self.runtime.base_id}")
-            limits = function.spec.limits
             try:
-                snapshot = self.runtime.snapshot(function.code_dir, function.name, limits.memory_bytes,
-                                                 limits.timeout_ms)
+                self._prepare(function)
             except WasmLambdaError as exc:
                 self.log(f"skipping function {function.name!r}: {exc}")
                 self.registry.remove(function.name)
-                continue
+
+    def _prepare(self, function: Function) -> None:
+        if function.kind == "wasm":
+            function.program = self.runtime.load_native(function.code_dir / NATIVE_FILE, function.compiled_path)
+            return
+        assert function.snapshot is not None
+        if function.snapshot.base_id != self.runtime.base_id:
+            self.log(f"re-snapshotting {function.name!r} for runtime {self.runtime.base_id}")
+            limits = function.spec.limits
+            snapshot = self.runtime.snapshot(function.code_dir, function.name, limits.memory_bytes, limits.timeout_ms)
             self.registry.replace_snapshot(function, snapshot)
+
+    def _cold_start(self, function: Function) -> Instance:
+        memory = function.spec.limits.memory_bytes
+        if function.program is not None:
+            return self.runtime.start_native(function.program, memory)
+        assert function.snapshot is not None
+        return self.runtime.restore(function.snapshot, function.code_dir, memory)
 
     # -- invoking ---------------------------------------------------------
 
@@ -89,7 +101,7 @@ class Worker:
         def call() -> tuple[bytes, str]:
             nonlocal instance
             if instance is None:
-                instance = self.runtime.restore(function.snapshot, function.code_dir, limits.memory_bytes)
+                instance = self._cold_start(function)
             return instance.invoke(event, limits.timeout_ms, request_id)
 
         result: bytes | None = None
@@ -133,9 +145,14 @@ class Worker:
             code = staging / "code"
             extract(archive, code, self.settings.max_package_bytes * _UNPACK_RATIO)
             spec = read_spec(code, self.default_limits, self.settings.max_memory_mb)
-            snapshot = self.runtime.snapshot(code, name, spec.limits.memory_bytes, spec.limits.timeout_ms)
-            version = hashlib.sha256(archive).hexdigest()[:12]
-            return self.registry.stage(staging, name, version, spec, snapshot)
+            function = Function(name, hashlib.sha256(archive).hexdigest()[:12], staging, spec, time.time(),
+                                kind_of(code))
+            if function.kind == "wasm":
+                function.program = self.runtime.load_native(code / NATIVE_FILE, staging / COMPILED)
+            else:
+                function.snapshot = self.runtime.snapshot(code, name, spec.limits.memory_bytes,
+                                                          spec.limits.timeout_ms)
+            return self.registry.stage(staging, function)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise

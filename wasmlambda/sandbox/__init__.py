@@ -1,6 +1,6 @@
 """The only package that imports wasmtime: the engine, instances, snapshots."""
 
-from ._engine import STACK_BYTES, Runtime, RuntimeImage
+from ._engine import STACK_BYTES, NativeProgram, Runtime, RuntimeImage
 from ._instance import GUEST_CODE_DIR, GUEST_STDLIB, Instance
 from ._snapshot import Snapshot, SnapshotFormatError
 
@@ -9,6 +9,7 @@ __all__ = [
     "GUEST_STDLIB",
     "STACK_BYTES",
     "Instance",
+    "NativeProgram",
     "Runtime",
     "RuntimeImage",
     "Snapshot",

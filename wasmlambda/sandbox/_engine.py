@@ -57,9 +57,9 @@ class Runtime:
         self.image = image
         self.engine = wasmtime.Engine(_engine_config(max_instances + _SPARE_SLOTS, max_memory_mb))
         self.module = _load_module(self.engine, image, cache_dir / "compiled")
-        linker = wasmtime.Linker(self.engine)
-        linker.define_wasi()
-        self._pre = linker.instantiate_pre(self.module)
+        self._linker = wasmtime.Linker(self.engine)
+        self._linker.define_wasi()
+        self._pre = self._linker.instantiate_pre(self.module)
         self._empty_code_dir = tempfile.TemporaryDirectory(prefix="wasmlambda-empty-")
         self._stop_ticking = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="wasmlambda-epoch", daemon=True)
@@ -82,15 +82,19 @@ class Runtime:
         self._empty_code_dir.cleanup()
 
     def instantiate(self, code_dir: Path | None, memory_limit: int) -> Instance:
-        store = wasmtime.Store(self.engine)
+        """A fresh instance of the Python runtime's base image."""
         wasi = wasmtime.WasiConfig()
         # Same order as at Wizer time: wasi-libc's preopen table is in the snapshot.
         wasi.preopen_dir(str(self.image.stdlib), GUEST_STDLIB, False)
         wasi.preopen_dir(str(code_dir or self._empty_code_dir.name), GUEST_CODE_DIR, False)
+        return self._instantiate(self._pre, wasi, memory_limit)
+
+    def _instantiate(self, pre: wasmtime.InstancePre, wasi: wasmtime.WasiConfig, memory_limit: int) -> Instance:
+        store = wasmtime.Store(self.engine)
         store.set_wasi(wasi)
         store.set_limits(memory_size=memory_limit)
         try:
-            instance = self._pre.instantiate(store)
+            instance = pre.instantiate(store)
         except wasmtime.WasmtimeError as exc:
             if "concurrent limit" in str(exc):
                 raise CapacityExceeded("all sandbox slots are in use") from None
@@ -125,6 +129,56 @@ class Runtime:
             raise DeployError(f"importing {module}.py crashed the sandbox: {exc}") from None
         finally:
             instance.close()
+
+
+    # -- native (C) functions: their own small module, no snapshot -------------
+
+    def load_native(self, wasm: Path, compiled: Path) -> NativeProgram:
+        """Compile (or load the cached machine code of) a native function's module.
+
+        Raises DeployError when the module is invalid or does not speak the
+        guest ABI (see guest_sdk/include/wasmlambda.h).
+        """
+        module = None
+        if compiled.exists():
+            try:
+                module = wasmtime.Module.deserialize_file(self.engine, str(compiled))
+            except wasmtime.WasmtimeError:
+                module = None  # another wasmtime version: compile again
+        if module is None:
+            try:
+                module = wasmtime.Module(self.engine, wasm.read_bytes())
+            except wasmtime.WasmtimeError as exc:
+                raise DeployError(f"{wasm.name} is not a usable WebAssembly module: "
+                                  f"{str(exc).splitlines()[0]}") from None
+            temporary = compiled.with_suffix(".tmp")
+            temporary.write_bytes(module.serialize())
+            os.replace(temporary, compiled)
+        exports = {export.name for export in module.exports}
+        missing = sorted({"memory", "wl_reserve", "wl_handle"} - exports)
+        if missing:
+            raise DeployError(f"{wasm.name} does not export {', '.join(missing)}: build it with guest_sdk "
+                              "against wasmlambda.h")
+        foreign = sorted(f"{i.module}.{i.name}" for i in module.imports if i.module != "wasi_snapshot_preview1")
+        if foreign:
+            raise DeployError(f"{wasm.name} imports {foreign[0]}, which the sandbox does not provide")
+        return NativeProgram(self._linker.instantiate_pre(module), "_initialize" in exports)
+
+    def start_native(self, program: NativeProgram, memory_limit: int) -> Instance:
+        instance = self._instantiate(program.pre, wasmtime.WasiConfig(), memory_limit)
+        if program.needs_initialize:
+            instance.initialize()  # wasi-libc reactor constructors
+        return instance
+
+
+class NativeProgram:
+    """A native function's compiled, pre-linked module."""
+
+    __slots__ = ("needs_initialize", "pre")
+
+    def __init__(self, pre: wasmtime.InstancePre, needs_initialize: bool) -> None:
+        self.pre = pre
+        self.needs_initialize = needs_initialize
 
 
 def _engine_config(slots: int, max_memory_mb: int) -> wasmtime.Config:

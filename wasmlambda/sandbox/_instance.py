@@ -39,11 +39,12 @@ _FAILED = -1
 
 
 class Instance:
-    __slots__ = ("_handle", "_input_address", "_input_capacity", "_memory", "_reserve", "_store",
+    __slots__ = ("_exports", "_handle", "_input_address", "_input_capacity", "_memory", "_reserve", "_store",
                  "dead", "memory_limit")
 
     def __init__(self, store: wasmtime.Store, exports: Any, memory_limit: int) -> None:
         self._store = store
+        self._exports = exports
         self._memory: wasmtime.Memory = exports["memory"]
         self._reserve: wasmtime.Func = exports["wl_reserve"]
         self._handle: wasmtime.Func = exports["wl_handle"]
@@ -69,6 +70,15 @@ class Instance:
             raise MemoryLimitExceeded(f"the snapshot needs {pages * _WASM_PAGE >> 20} MB of memory")
 
     # -- calls ------------------------------------------------------------
+
+    def initialize(self) -> None:
+        """Run a reactor's ``_initialize`` (native modules; the Python image ran it under Wizer)."""
+        self._store.set_epoch_deadline(1000)
+        try:
+            self._exports["_initialize"](self._store)
+        except wasmtime.Trap as trap:
+            self.dead = True
+            raise GuestTrap(f"the module's initialisation trapped ({trap.message.strip().splitlines()[-1]})") from None
 
     def invoke(self, event: bytes, timeout_ms: int, request_id: str = "-") -> tuple[bytes, str]:
         """Call the loaded handler with a JSON event; return its JSON result and logs.

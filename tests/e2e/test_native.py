@@ -1,0 +1,79 @@
+"""Native (C) functions beside Python ones, over the same API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ..conftest import EXAMPLES
+from .conftest import WorkerProcess
+
+pytestmark = pytest.mark.e2e
+
+FAILING_C = """
+#include "wasmlambda.h"
+
+static int handler(const wl_request *request, wl_buffer *response) {
+    if (request->event_len > 0 && request->event[0] == '"')
+        return wl_fail(response, "strings are not welcome here");
+    return wl_appendf(response, "{\\"bytes\\": %zu, \\"request\\": \\"%s\\", \\"timeout_ms\\": %d}",
+                      request->event_len, request->request_id, request->timeout_ms);
+}
+
+WL_HANDLER(handler)
+"""
+
+
+def test_hello_c_beside_python(worker: WorkerProcess) -> None:
+    assert worker.deploy("hello_c", EXAMPLES / "hello_c").status == 201
+    assert worker.deploy("hello", EXAMPLES / "hello").status == 201
+    first = worker.run("hello_c", {"name": "alice"})
+    assert (first.status, first.body) == (200, b'{"hello": "alice"}')
+    assert first.headers["x-wasmlambda-start"] == "cold"
+    again = worker.run("hello_c", {"name": 'quote " and \\ slash'})
+    assert again.json() == {"hello": 'quote " and \\ slash'} and again.headers["x-wasmlambda-start"] == "warm"
+    assert worker.run("hello_c", {}).json() == {"hello": "world"}
+    assert worker.run("hello", {"name": "py"}).json() == {"hello": "py"}
+    described = worker.request("GET", "/registry/hello_c").json()
+    assert described["kind"] == "wasm" and "snapshot" not in described
+
+
+def test_c_errors_and_request_fields(worker: WorkerProcess, tmp_path: Path) -> None:
+    (tmp_path / "cfn").mkdir()
+    (tmp_path / "cfn" / "f.c").write_text(FAILING_C)
+    (tmp_path / "cfn" / "wasmlambda.toml").write_text("[limits]\ntimeout_ms = 1234\n")
+    assert worker.deploy("cfn", tmp_path / "cfn").status == 201
+    reply = worker.run("cfn", [1, 2])
+    assert reply.json() == {"bytes": 6, "request": reply.headers["x-request-id"], "timeout_ms": 1234}
+    failed = worker.run("cfn", "x")
+    assert failed.status == 502
+    assert failed.error["type"] == "GuestError" and failed.error["message"] == "Error: strings are not welcome here"
+
+
+def test_native_functions_survive_restart(worker: WorkerProcess) -> None:
+    worker.deploy("hello_c", EXAMPLES / "hello_c")
+    worker.stop()
+    worker.start()
+    assert worker.run("hello_c", {"name": "back"}).json() == {"hello": "back"}
+
+
+def test_bad_native_modules_are_rejected(worker: WorkerProcess, tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    def package(wasm: bytes) -> bytes:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+            info = tarfile.TarInfo("f.wasm")
+            info.size = len(wasm)
+            tar.addfile(info, io.BytesIO(wasm))
+        return buffer.getvalue()
+
+    reply = worker.request("POST", "/registry/junk", package(b"\0asm garbage"))
+    assert reply.status == 400 and "not a usable WebAssembly module" in reply.error["message"]
+    empty_module = b"\0asm\x01\0\0\0"
+    reply = worker.request("POST", "/registry/empty", package(empty_module))
+    assert reply.status == 400
+    assert reply.error["message"] == ("f.wasm does not export memory, wl_handle, wl_reserve: "
+                                      "build it with guest_sdk against wasmlambda.h")
