@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
-EXAMPLES := $(patsubst %/f.py,%,$(wildcard examples/*/f.py))
+EXAMPLES := $(patsubst %/,%,$(wildcard examples/*/))
 
 .PHONY: setup system-deps runtime serve test lint bench clean
 

@@ -118,8 +118,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     for directory in args.deploy:
-        if not (directory / "f.py").is_file():
-            raise ConfigError(f"--deploy {directory}: no f.py in that folder")
+        if not (directory / "f.py").is_file() and not (directory / "f.c").is_file():
+            raise ConfigError(f"--deploy {directory}: no f.py or f.c in that folder")
     image = RuntimeImage(_guest_runtime.locate(settings.cache_dir))
     runtime = Runtime(image, settings.cache_dir, max_instances=settings.max_instances,
                       max_memory_mb=settings.max_memory_mb)
