@@ -1,6 +1,6 @@
 """End-to-end load: POST /run/hello over loopback, worker versus baseline.
 
-Starts ``wasmlambda serve`` (hello deployed) and bench/baseline_server.py,
+Starts ``wasmlambda serve`` (hello and hello_c deployed) and bench/baseline_server.py,
 then drives each with keep-alive connections from a single-threaded
 selectors client, recording every request's latency.  Prints a markdown
 table: requests/s, p50, p99, and the worker/baseline ratio.
@@ -116,21 +116,22 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="wasmlambda-bench-") as data_dir:
         worker, worker_port = start_server([
             sys.executable, "-m", "wasmlambda", "serve", "--port", "0", "--data-dir", data_dir,
-            "--deploy", str(REPO / "examples" / "hello"),
+            "--deploy", str(REPO / "examples" / "hello"), str(REPO / "examples" / "hello_c"),
         ])
         baseline, baseline_port = start_server([sys.executable, str(REPO / "bench" / "baseline_server.py")])
         results = []
         try:
             for concurrency in args.concurrency:
-                for name, port in (("baseline: trio + h11, no sandbox", baseline_port),
-                                   ("wasmlambda worker", worker_port)):
-                    figures = measure(port, "/run/hello", concurrency, args.requests)
+                for name, port, path in (("baseline: trio + h11, no sandbox", baseline_port, "/run/hello"),
+                                         ("wasmlambda, Python hello", worker_port, "/run/hello"),
+                                         ("wasmlambda, C hello_c", worker_port, "/run/hello_c")):
+                    figures = measure(port, path, concurrency, args.requests)
                     results.append({"server": name, "concurrency": concurrency, **figures})
         finally:
             stop_server(worker)
             stop_server(baseline)
 
-    print(f"POST /run/hello, {args.requests} requests per row, keep-alive, loopback; "
+    print(f"POST /run/hello and /run/hello_c, {args.requests} requests per row, keep-alive, loopback; "
           f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, Python {platform.python_version()}\n")
     print("| server | connections | req/s | p50 µs | p99 µs | p50 vs baseline |")
     print("|---|---|---|---|---|---|")
