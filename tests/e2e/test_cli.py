@@ -85,3 +85,21 @@ def test_every_command_has_help(worker: WorkerProcess) -> None:
     for command in ["serve", "deploy", "invoke", "ls", "rm", "logs", "status", "runtime"]:
         result = cli(worker, command, "--help")
         assert result.returncode == 0 and "usage: wasmlambda" in result.stdout, command
+
+
+def test_logs_follow_prints_new_lines(worker: WorkerProcess, make_function: FunctionFactory) -> None:
+    worker.deploy("chatty", make_function("chatty", "def f(event):\n    print('event', event)\n    return 1\n"))
+    worker.run("chatty", 1)
+    env = {**os.environ, "WASMLAMBDA_URL": f"http://127.0.0.1:{worker.port}", "PYTHONUNBUFFERED": "1"}
+    follower = subprocess.Popen([sys.executable, "-m", "wasmlambda", "logs", "chatty", "--follow"],
+                                stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert follower.stdout is not None
+        assert follower.stdout.readline().rstrip().endswith(" event 1")
+        worker.run("chatty", 2)
+        assert follower.stdout.readline().rstrip().endswith(" event 2")
+    finally:
+        follower.terminate()
+        follower.wait(timeout=10)
+        if follower.stdout is not None:
+            follower.stdout.close()
