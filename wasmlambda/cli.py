@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import trio
 
@@ -24,6 +25,7 @@ from . import __version__, _guest_runtime
 from ._client import DEFAULT_URL, ClientError, WorkerClient
 from .config import Settings, load_settings
 from .errors import ConfigError, DeployError, WasmLambdaError
+from .kernel import dollars
 
 
 def log(message: str) -> None:
@@ -106,6 +108,15 @@ def _add_remote_commands(commands: Any) -> None:
 
     remote("status", "show the worker's status", _status)
 
+    billing = remote("billing", "what calls cost, beside the same calls billed at 1 ms and 100 ms rounding",
+                     _billing)
+    billing.add_argument("--fn", help="only this function")
+    billing.add_argument("--since", help="epoch seconds, ISO 8601, or an age such as 15m, 2h, 7d")
+    billing.add_argument("--until", help="same forms as --since")
+    billing.add_argument("--group", choices=["fn", "minute", "hour"], default="fn", help="one row per (default fn)")
+    explain = remote("explain", "explain one invocation's bill: phases, memory, fuel and price lines", _explain)
+    explain.add_argument("request_id", help="the X-Request-Id of the call")
+
 
 def _settings(args: argparse.Namespace) -> Settings:
     overrides = {name: getattr(args, name, None)
@@ -122,7 +133,7 @@ def _serve(args: argparse.Namespace) -> int:
             raise ConfigError(f"--deploy {directory}: no f.py or f.c in that folder")
     image = RuntimeImage(_guest_runtime.locate(settings.cache_dir))
     runtime = Runtime(image, settings.cache_dir, max_instances=settings.max_instances,
-                      max_memory_mb=settings.max_memory_mb)
+                      max_memory_mb=settings.max_memory_mb, meter_fuel=settings.meter_fuel)
     try:
         trio.run(_serve_async, settings, runtime, args.deploy)
     finally:
@@ -150,6 +161,8 @@ async def _serve_async(settings: Settings, runtime: Any, deploy_dirs: list[Path]
         print(f"wasmlambda listening on http://{host}:{port}", flush=True)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(worker.run_janitor)
+            if worker.ledger is not None:
+                nursery.start_soon(worker.ledger.run)
             nursery.start_soon(_cancel_on_signal, nursery.cancel_scope)
             nursery.start_soon(serve, Api(worker), listeners)
     finally:
@@ -251,6 +264,59 @@ def _status(args: argparse.Namespace) -> int:
     status = WorkerClient(args.url).checked("GET", "/status").json()
     for key, value in status.items():
         print(f"{key}: {value}")
+    return 0
+
+
+def _billing(args: argparse.Namespace) -> int:
+    query = "&".join(f"{key}={quote(str(value))}" for key, value in
+                     (("group", args.group), ("fn", args.fn), ("since", args.since), ("until", args.until)) if value)
+    rows = WorkerClient(args.url).checked("GET", f"/billing?{query}").json()["rows"]
+    if not rows:
+        print("no invocations in that range")
+        return 0
+    table: list[tuple[str, ...]] = [(
+        "GROUP" if args.group != "fn" else "FUNCTION", "CALLS", "ERRORS", "BILLED_MS", "COST_USD (1us)",
+        "AT_1MS_USD", "AT_100MS_USD", "100MS/ACTUAL", "TIME_PART 100MS/ACTUAL")]
+    totals = [0] * 7
+    for row in rows:
+        bucket = row["bucket"] if args.group == "fn" else time.strftime("%Y-%m-%d %H:%M", time.gmtime(row["bucket"]))
+        values = [row["invocations"], row["errors"], row["billed_us"], row["cost_pusd"], row["memory_cost_pusd"],
+                  row["cost_1ms_pusd"], row["cost_100ms_pusd"]]
+        totals = [total + value for total, value in zip(totals, values, strict=True)]
+        table.append(_billing_row(str(bucket), values))
+    if len(rows) > 1:
+        table.append(_billing_row("TOTAL", totals))
+    widths = [max(len(row[column]) for row in table) for column in range(len(table[0]))]
+    for row in table:
+        print("  ".join(cell.rjust(width) if index else cell.ljust(width)
+                        for index, (cell, width) in enumerate(zip(row, widths, strict=True))).rstrip())
+    print("costs are exact sums of integer pico-dollars, shown in USD; TIME_PART compares the memory-time\n"
+          "charge alone (without the per-request price) at 100 ms rounding against microsecond billing")
+    return 0
+
+
+def _billing_row(label: str, values: list[int]) -> tuple[str, ...]:
+    calls, errors, billed_us, cost, time_cost, at_1ms, at_100ms = values
+    fixed = cost - time_cost  # per-request (and fuel) charges: the same under any rounding
+    ratio = f"{at_100ms / cost:.1f}x" if cost else "-"
+    time_ratio = f"{(at_100ms - fixed) / time_cost:.0f}x" if time_cost else "-"
+    return (label, str(calls), str(errors), f"{billed_us / 1000:.3f}", dollars(cost), dollars(at_1ms),
+            dollars(at_100ms), ratio, time_ratio)
+
+
+def _explain(args: argparse.Namespace) -> int:
+    record = WorkerClient(args.url).checked("GET", f"/billing/{quote(args.request_id)}").json()
+    phases = record["phases_us"]
+    print(f"request {record['request_id']}: {record['function']}, status {record['status']}, "
+          f"{'cold' if record['cold'] else 'warm'} start")
+    print(f"  queue {phases['queue']} us, restore {phases['restore']} us, run {phases['run']} us "
+          f"-> billed {phases['billed']} us")
+    print(f"  memory {record['memory_mb']} MB reserved, peak {record['peak_memory_bytes']:,} bytes; "
+          f"fuel {record['fuel']:,}; {record['bytes_in']} bytes in, {record['bytes_out']} out")
+    for line in record["price_lines"]:
+        print(f"  {line['item']:<12} {line['cost_pusd']:>14,} p$   {line['formula']}")
+    print(f"  total {record['cost_pusd']:,} p$ = ${record['cost']} "
+          f"(at 1 ms rounding ${record['rounding']['1ms']}, at 100 ms ${record['rounding']['100ms']})")
     return 0
 
 

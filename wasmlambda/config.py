@@ -45,16 +45,30 @@ class Settings:
     max_queue: int = 1024
     max_event_bytes: int = 6 * 1024 * 1024
     max_package_bytes: int = 64 * 1024 * 1024
+    # Billing. Money is an integer number of pico-dollars (p$, 1e-12 USD):
+    # fine enough that a 1 µs call of 128 MB still costs a whole number (2 p$)
+    # and sums never drift.  Defaults match a commercial cloud's list price:
+    # $0.0000166667 per GB-second and $0.20 per million requests.
+    billing: bool = True
+    price_gb_second_pusd: int = 16_666_667
+    price_request_pusd: int = 200_000
+    # Fuel (wasm instructions, roughly) is metered only when this is on: it
+    # costs 10-20 % of guest speed.  Priced per million units of fuel.
+    meter_fuel: bool = False
+    price_million_fuel_pusd: int = 0
+    # Ledger writes are batched: at most this much is lost on a kill -9.
+    ledger_flush_ms: int = 200
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be 0-65535, got {self.port}")
         for name in ("default_timeout_ms", "idle_timeout_s", "max_instances", "sandbox_threads",
-                     "max_event_bytes", "max_package_bytes", "memory_budget_mb"):
+                     "max_event_bytes", "max_package_bytes", "memory_budget_mb", "ledger_flush_ms"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.max_queue < 0:
-            raise ConfigError(f"max_queue must not be negative, got {self.max_queue}")
+        for name in ("max_queue", "price_gb_second_pusd", "price_request_pusd", "price_million_fuel_pusd"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
         check_memory_mb(self.default_memory_mb, self.max_memory_mb)
 
     @property
@@ -73,6 +87,8 @@ _FIELDS = {field.name: field for field in dataclasses.fields(Settings)}
 def _convert(name: str, value: Any, source: str) -> Any:
     kind = _FIELDS[name].type
     try:
+        if kind == "bool":
+            return _boolean(value)
         if kind == "int":
             if isinstance(value, bool):
                 raise ValueError
@@ -82,6 +98,17 @@ def _convert(name: str, value: Any, source: str) -> Any:
         return str(value)
     except ValueError:
         raise ConfigError(f"{source}: {name} must be {kind}, got {value!r}") from None
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError
 
 
 def load_settings(

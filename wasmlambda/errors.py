@@ -38,8 +38,12 @@ class DeployError(WasmLambdaError):
     status = 400
 
 
-class FunctionNotFound(WasmLambdaError):
+class NotFound(WasmLambdaError):
     status = 404
+
+
+class FunctionNotFound(NotFound):
+    pass
 
 
 class InvocationError(WasmLambdaError):

@@ -7,6 +7,7 @@ with the same shape; the worker logs it and keeps serving.
 
 from __future__ import annotations
 
+import datetime
 import json
 import time
 import traceback
@@ -14,8 +15,8 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs
 
 from .. import __version__
-from ..errors import BadRequest, CapacityExceeded, WasmLambdaError
-from ..kernel import Invocation, Worker
+from ..errors import BadRequest, CapacityExceeded, NotFound, WasmLambdaError
+from ..kernel import BILLING_GROUPS, Invocation, Ledger, Usage, Worker, dollars
 from ._messages import JSON_TYPE, Request, Response
 
 Handler = Callable[[Request, str], Awaitable[Response]]
@@ -34,6 +35,9 @@ class Api:
             ("status", False): {"GET": self._status},
             ("stats", False): {"GET": self._stats},
             ("logs", True): {"GET": self._logs},
+            ("billing", False): {"GET": self._billing},
+            ("billing", True): {"GET": self._explain},
+            ("metrics", False): {"GET": self._metrics},
         }
 
     def body_limit(self, path: str) -> int:
@@ -90,6 +94,46 @@ class Api:
     async def _list(self, request: Request, name: str) -> Response:
         return Response.json(200, {"functions": self.worker.list_functions()})
 
+    async def _billing(self, request: Request, name: str) -> Response:
+        ledger = self._ledger()
+        query = parse_qs(request.query)
+        group = query.get("group", ["fn"])[0]
+        if group not in BILLING_GROUPS:
+            raise BadRequest(f"group must be one of {', '.join(BILLING_GROUPS)}, got {group!r}")
+        since, until = (parse_time(query[key][0]) if key in query else None for key in ("since", "until"))
+        rows = await ledger.aggregate(query.get("fn", [None])[0], since, until, group)
+        for row in rows:
+            row["cost"] = dollars(row["cost_pusd"])
+        return Response.json(200, {"group": group, "unit": "pico-dollars (1e-12 USD) in *_pusd fields",
+                                   "rows": rows})
+
+    async def _explain(self, request: Request, request_id: str) -> Response:
+        record = await self._ledger().find(request_id)
+        if record is None:
+            raise NotFound(f"no invocation with request id {request_id!r} in the ledger")
+        usage = Usage(record["request_id"], record["function"], record["ts"], record["status"], bool(record["cold"]),
+                      record["queue_us"], record["restore_us"], record["run_us"], record["memory_mb"],
+                      record["peak_memory_bytes"], record["fuel"], record["bytes_in"], record["bytes_out"])
+        prices = self.worker.prices
+        return Response.json(200, {
+            **record,
+            "cold": usage.cold,
+            "phases_us": {"queue": usage.queue_us, "restore": usage.restore_us, "run": usage.run_us,
+                          "billed": usage.billed_us},
+            "price_lines": prices.explain(usage),
+            "cost": dollars(record["cost_pusd"]),
+            "rounding": {"1ms": dollars(record["cost_1ms_pusd"]), "100ms": dollars(record["cost_100ms_pusd"])},
+        })
+
+    def _ledger(self) -> Ledger:
+        if self.worker.ledger is None:
+            raise NotFound("billing is off on this worker (billing = false)")
+        return self.worker.ledger
+
+    async def _metrics(self, request: Request, name: str) -> Response:
+        text = self.worker.metrics.to_prometheus(self.worker.gauges())
+        return Response(200, text.encode(), [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")])
+
     async def _status(self, request: Request, name: str) -> Response:
         return Response.json(200, {
             "status": "ok",
@@ -109,11 +153,24 @@ def run_response(invocation: Invocation, with_logs: bool = False) -> Response:
     With ``?logs=true`` the body is ``{"request_id", "logs", "result"}`` (or
     the error with ``logs`` added) instead of the bare result.
     """
+    usage = invocation.usage
     meta = [
-        (b"x-request-id", invocation.request_id.encode()),
-        (b"x-wasmlambda-start", b"cold" if invocation.cold else b"warm"),
-        (b"x-wasmlambda-duration-us", str(invocation.duration_us).encode()),
+        (b"x-request-id", usage.request_id.encode()),
+        (b"x-wasmlambda-start", b"cold" if usage.cold else b"warm"),
+        (b"x-wasmlambda-duration-us", b"%d" % invocation.duration_us),
+        (b"x-wasmlambda-queue-us", b"%d" % usage.queue_us),
+        (b"x-wasmlambda-restore-us", b"%d" % usage.restore_us),
+        (b"x-wasmlambda-run-us", b"%d" % usage.run_us),
     ]
+    if invocation.cost_pusd is not None:
+        meta += [
+            (b"x-wasmlambda-billed-us", b"%d" % usage.billed_us),
+            (b"x-wasmlambda-memory-mb", b"%d" % usage.memory_mb),
+            (b"x-wasmlambda-peak-memory-bytes", b"%d" % usage.peak_memory_bytes),
+            (b"x-wasmlambda-fuel", b"%d" % usage.fuel),
+            (b"x-wasmlambda-cost", dollars(invocation.cost_pusd).encode()),
+            (b"x-wasmlambda-cost-pusd", b"%d" % invocation.cost_pusd),
+        ]
     if invocation.error is not None:
         response = error_response(invocation.error, invocation.logs if with_logs else None)
         response.headers += meta
@@ -134,6 +191,23 @@ def error_response(error: WasmLambdaError, logs: str | None = None) -> Response:
     if logs is not None:
         document["logs"] = logs
     return Response.json(error.status, {"error": document}, headers)
+
+
+def parse_time(value: str) -> float:
+    """Epoch seconds, an ISO 8601 time, or an age such as 90s, 15m, 2h, 7d."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        if value[-1:] in units and value[:-1].isdigit():
+            return time.time() - int(value[:-1]) * units[value[-1]]
+        try:
+            return float(value)
+        except ValueError:
+            parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=datetime.UTC)
+            return parsed.timestamp()
+    except ValueError:
+        raise BadRequest(f"cannot read {value!r} as a time: use epoch seconds, ISO 8601 or an age like 15m") from None
 
 
 def _flag(request: Request, name: str) -> bool:

@@ -20,12 +20,14 @@ import trio
 from ..config import Settings
 from ..errors import DeadlineExceeded, DeployError, PayloadTooLarge, WasmLambdaError
 from ..sandbox import Instance, Runtime
+from ._ledger import Ledger
 from ._logs import LogStore
+from ._meter import PriceModel, Usage, microseconds
+from ._metrics import Metrics
 from ._package import NATIVE_FILE, Limits, check_name, extract, kind_of, read_spec
 from ._pool import Pool
 from ._registry import COMPILED, Function, Registry
 from ._scheduler import Scheduler
-from ._stats import Stats
 
 # Unpacked packages may be this many times the size of the archive limit.
 _UNPACK_RATIO = 4
@@ -33,14 +35,22 @@ _UNPACK_RATIO = 4
 
 @dataclasses.dataclass(frozen=True)
 class Invocation:
-    """One call's outcome: the JSON result or the error, how it started, its logs."""
+    """One call's outcome: the JSON result or the error, its usage and cost, its logs."""
 
-    request_id: str
-    cold: bool
-    duration_us: int
+    usage: Usage
+    duration_us: int  # everything in the worker, queue included
+    cost_pusd: int | None  # None when billing is off
     result: bytes | None = None
     error: WasmLambdaError | None = None
     logs: str = ""
+
+    @property
+    def request_id(self) -> str:
+        return self.usage.request_id
+
+    @property
+    def cold(self) -> bool:
+        return self.usage.cold
 
 
 class Worker:
@@ -52,8 +62,12 @@ class Worker:
         self.registry = Registry(settings.data_dir)
         self.pool = Pool(settings.memory_budget_mb << 20, settings.idle_timeout_s, settings.max_instances)
         self.scheduler = Scheduler(settings.sandbox_threads, settings.max_queue)
-        self.stats = Stats()
+        self.metrics = Metrics()
         self.logs = LogStore()
+        self.prices = PriceModel(settings.price_gb_second_pusd, settings.price_request_pusd,
+                                 settings.price_million_fuel_pusd)
+        self.ledger = Ledger(settings.data_dir / "ledger.sqlite3", settings.ledger_flush_ms / 1000) \
+            if settings.billing else None
         self._deploy_lock = trio.Lock()
         self.registry.load(warn=log)
         self._prepare_loaded_functions()
@@ -94,18 +108,25 @@ class Worker:
         limits = function.spec.limits
         key = (function.name, function.version)
         request_id = os.urandom(8).hex()
-        started = time.perf_counter_ns()
+        started_at = time.time()
+        arrived = begun = restored = finished = time.perf_counter_ns()
         instance = self.pool.acquire(key)
         cold = instance is None
         keep = function.spec.isolation == "warm"
+        peak_memory = fuel = 0
 
         def call() -> tuple[bytes, str]:
-            nonlocal instance
+            nonlocal instance, begun, restored, finished, peak_memory, fuel
+            begun = restored = time.perf_counter_ns()
             if instance is None:
                 instance = self._cold_start(function)
+                restored = time.perf_counter_ns()
             try:
                 return instance.invoke(event, limits.timeout_ms, request_id)
             finally:
+                finished = time.perf_counter_ns()
+                if self.ledger is not None:
+                    peak_memory, fuel = instance.memory_size(), instance.fuel_used
                 if instance.dead or not keep:
                     # Closing resets the pooled memory slot (~0.2 ms): do it
                     # here, on the worker thread, not on the event loop.
@@ -119,13 +140,18 @@ class Worker:
         except DeadlineExceeded as exc:
             # Abandoned: the thread still owns the instance and frees it when done.
             instance, error, logs = None, exc, exc.logs
+            finished = time.perf_counter_ns()
         except WasmLambdaError as exc:
             error, logs = exc, exc.logs
         self.pool.release(key, instance, keep)
-        duration_us = (time.perf_counter_ns() - started) // 1000
-        self.stats.record(name, cold, error is not None, duration_us)
+        usage = Usage(request_id, name, started_at, 200 if error is None else error.status, cold,
+                      microseconds(arrived, begun), microseconds(begun, restored), microseconds(restored, finished),
+                      limits.memory_mb, peak_memory, fuel, len(event), len(result) if result is not None else 0)
+        duration_us = microseconds(arrived, time.perf_counter_ns())
+        cost = self.ledger.record(usage, self.prices) if self.ledger is not None else None
+        self.metrics.record(usage, duration_us, cost or 0)
         self.logs.append(name, request_id, logs)
-        return Invocation(request_id, cold, duration_us, result, error, logs)
+        return Invocation(usage, duration_us, cost, result, error, logs)
 
     # -- deploying --------------------------------------------------------
 
@@ -183,7 +209,7 @@ class Worker:
 
     def stats_json(self) -> dict[str, Any]:
         return {
-            **self.stats.to_json(),
+            **self.metrics.to_json(),
             "deployed": len(self.registry),
             "pool": {"idle_instances": len(self.pool), "idle_bytes": self.pool.idle_bytes,
                      "busy": self.pool.busy, "evictions": self.pool.evictions},
@@ -196,6 +222,19 @@ class Worker:
             await trio.sleep(min(5.0, self.settings.idle_timeout_s / 4))
             self.pool.evict_idle()
 
+    def gauges(self) -> dict[str, tuple[str, str, float]]:
+        return {
+            "wasmlambda_functions_deployed": ("gauge", "Deployed functions.", len(self.registry)),
+            "wasmlambda_pool_idle_instances": ("gauge", "Warm instances waiting for a call.", len(self.pool)),
+            "wasmlambda_pool_busy_instances": ("gauge", "Instances running a call.", self.pool.busy),
+            "wasmlambda_pool_idle_memory_bytes": ("gauge", "Linear memory held by idle instances.",
+                                                  self.pool.idle_bytes),
+            "wasmlambda_pool_evictions_total": ("counter", "Warm instances evicted.", self.pool.evictions),
+            "wasmlambda_queue_waiting": ("gauge", "Calls waiting for a sandbox thread.", self.scheduler.waiting),
+        }
+
     def close(self) -> None:
         self.pool.close()
+        if self.ledger is not None:
+            self.ledger.close()
 

@@ -37,6 +37,8 @@ _SPARE_SLOTS = 4
 # Resident bytes a reused pooling slot keeps (reset by memcpy, not page
 # faults): covers the 7.2 MiB snapshot, halving the first call's cost.
 _KEEP_RESIDENT = 8 << 20
+# Fuel is metering, not a limit (deadlines are epochs): a budget no call can spend.
+_FUEL_BUDGET = 1 << 62
 
 
 class RuntimeImage:
@@ -53,10 +55,12 @@ class RuntimeImage:
 class Runtime:
     """Engine + compiled module + pre-linked instance factory."""
 
-    def __init__(self, image: RuntimeImage, cache_dir: Path, *, max_instances: int, max_memory_mb: int) -> None:
+    def __init__(self, image: RuntimeImage, cache_dir: Path, *, max_instances: int, max_memory_mb: int,
+                 meter_fuel: bool = False) -> None:
         self.image = image
-        self.engine = wasmtime.Engine(_engine_config(max_instances + _SPARE_SLOTS, max_memory_mb))
-        self.module = _load_module(self.engine, image, cache_dir / "compiled")
+        self.meter_fuel = meter_fuel
+        self.engine = wasmtime.Engine(_engine_config(max_instances + _SPARE_SLOTS, max_memory_mb, meter_fuel))
+        self.module = _load_module(self.engine, image, cache_dir / "compiled", meter_fuel)
         self._linker = wasmtime.Linker(self.engine)
         self._linker.define_wasi()
         self._pre = self._linker.instantiate_pre(self.module)
@@ -93,13 +97,15 @@ class Runtime:
         store = wasmtime.Store(self.engine)
         store.set_wasi(wasi)
         store.set_limits(memory_size=memory_limit)
+        if self.meter_fuel:
+            store.set_fuel(_FUEL_BUDGET)
         try:
             instance = pre.instantiate(store)
         except wasmtime.WasmtimeError as exc:
             if "concurrent limit" in str(exc):
                 raise CapacityExceeded("all sandbox slots are in use") from None
             raise
-        return Instance(store, instance.exports(store), memory_limit)
+        return Instance(store, instance.exports(store), memory_limit, _FUEL_BUDGET if self.meter_fuel else 0)
 
     def restore(self, snapshot: Snapshot, code_dir: Path, memory_limit: int) -> Instance:
         """A fresh instance in the state the snapshot recorded."""
@@ -181,9 +187,10 @@ class NativeProgram:
         self.needs_initialize = needs_initialize
 
 
-def _engine_config(slots: int, max_memory_mb: int) -> wasmtime.Config:
+def _engine_config(slots: int, max_memory_mb: int, meter_fuel: bool) -> wasmtime.Config:
     config = wasmtime.Config()
     config.epoch_interruption = True
+    config.consume_fuel = meter_fuel
     config.memory_init_cow = True
     pooling = ffi.wasmtime_pooling_allocation_config_new()
     try:
@@ -198,14 +205,14 @@ def _engine_config(slots: int, max_memory_mb: int) -> wasmtime.Config:
     return config
 
 
-def _load_module(engine: wasmtime.Engine, image: RuntimeImage, compiled_dir: Path) -> wasmtime.Module:
+def _load_module(engine: wasmtime.Engine, image: RuntimeImage, compiled_dir: Path, fuel: bool) -> wasmtime.Module:
     """Deserialize the cached machine code, compiling (~2 s) only on a miss.
 
     The key covers the image, the wasmtime version and the engine settings
     that change the code, since a .cwasm is only valid for all three.
     """
     version = importlib.metadata.version("wasmtime")
-    key = hashlib.sha256(f"{image.id} {version} cow epochs pooling".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{image.id} {version} cow epochs pooling fuel={fuel}".encode()).hexdigest()[:16]
     path = compiled_dir / f"python-{key}.cwasm"
     if path.exists():
         try:

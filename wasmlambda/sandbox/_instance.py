@@ -39,12 +39,16 @@ _FAILED = -1
 
 
 class Instance:
-    __slots__ = ("_exports", "_handle", "_input_address", "_input_capacity", "_memory", "_reserve", "_store",
-                 "dead", "memory_limit")
+    __slots__ = ("_exports", "_fuel_left", "_handle", "_input_address", "_input_capacity", "_memory", "_reserve",
+                 "_store", "dead", "fuel_used", "memory_limit")
 
-    def __init__(self, store: wasmtime.Store, exports: Any, memory_limit: int) -> None:
+    def __init__(self, store: wasmtime.Store, exports: Any, memory_limit: int, fuel: int = 0) -> None:
         self._store = store
         self._exports = exports
+        # With fuel metering, the store starts with `fuel` and each call's
+        # consumption is the difference; `fuel_used` is the last call's.
+        self._fuel_left = fuel
+        self.fuel_used = 0
         self._memory: wasmtime.Memory = exports["memory"]
         self._reserve: wasmtime.Func = exports["wl_reserve"]
         self._handle: wasmtime.Func = exports["wl_handle"]
@@ -126,6 +130,10 @@ class Instance:
         except wasmtime.WasmtimeError as exc:
             self.dead = True
             raise GuestTrap(str(exc).splitlines()[0]) from None
+        finally:
+            if self._fuel_left:
+                left = store.get_fuel()
+                self.fuel_used, self._fuel_left = self._fuel_left - left, left
         if packed == _FAILED:
             # The guest could not even build an error response.
             self.dead = True

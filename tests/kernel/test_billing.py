@@ -1,0 +1,129 @@
+"""Pricing arithmetic, the ledger and the metrics rendering."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+from prometheus_client.parser import text_string_to_metric_families
+
+from wasmlambda.kernel import Ledger, PriceModel, Usage, dollars
+from wasmlambda.kernel._meter import microseconds
+from wasmlambda.kernel._metrics import Metrics
+
+PRICES = PriceModel(gb_second_pusd=16_666_667, request_pusd=200_000, million_fuel_pusd=50)
+
+
+def usage(request_id: str = "r1", function: str = "fn", run_us: int = 412, restore_us: int = 0,
+          memory_mb: int = 128, fuel: int = 0, status: int = 200, cold: bool = False, ts: float = 1000.0) -> Usage:
+    return Usage(request_id, function, ts, status, cold, 7, restore_us, run_us, memory_mb, 7 << 20, fuel, 10, 20)
+
+
+@pytest.mark.parametrize(
+    ("memory_mb", "billed_us", "expected"),
+    [
+        (128, 1, 2),  # a 1 µs call still costs a whole number of pico-dollars
+        (128, 412, 858),
+        (1024, 1_000_000, 16_666_667),  # one GB-second is the list price exactly
+        (16, 3, 0),
+    ],
+)
+def test_memory_cost_is_exact_integer_arithmetic(memory_mb: int, billed_us: int, expected: int) -> None:
+    assert PRICES.memory_cost(memory_mb, billed_us) == expected
+    assert PRICES.memory_cost(memory_mb, billed_us) == memory_mb * billed_us * 16_666_667 // (1024 * 10**6)
+
+
+def test_cost_adds_request_and_fuel() -> None:
+    call = usage(run_us=300, restore_us=112, fuel=3_000_000)
+    assert call.billed_us == 412
+    assert PRICES.cost(call) == 858 + 200_000 + 150
+
+
+def test_rounding_comparisons() -> None:
+    call = usage(run_us=412)
+    assert PRICES.rounded_cost(call, 1) == PRICES.cost(call)
+    assert PRICES.rounded_cost(call, 1000) == PRICES.memory_cost(128, 1000) + 200_000
+    assert PRICES.rounded_cost(call, 100_000) == PRICES.memory_cost(128, 100_000) + 200_000
+    assert PRICES.memory_cost(128, 100_000) // PRICES.memory_cost(128, 412) >= 240  # what 100 ms rounding does
+
+
+def test_billed_time_is_at_least_one_microsecond() -> None:
+    assert usage(run_us=0).billed_us == 1
+
+
+def test_explain_lines_add_up() -> None:
+    call = usage(fuel=2_000_000)
+    lines = PRICES.explain(call)
+    assert [line["item"] for line in lines] == ["memory-time", "request", "fuel"]
+    assert sum(line["cost_pusd"] for line in lines) == PRICES.cost(call)
+
+
+@pytest.mark.parametrize(
+    ("pusd", "text"),
+    [(0, "0.000000000000"), (941, "0.000000000941"), (10**12, "1.000000000000"), (1_234_567_890_123_456,
+                                                                                   "1234.567890123456")],
+)
+def test_dollars_renders_exactly(pusd: int, text: str) -> None:
+    assert dollars(pusd) == text
+
+
+def test_microseconds_round_up() -> None:
+    assert microseconds(0, 1) == 1
+    assert microseconds(0, 1000) == 1
+    assert microseconds(0, 1001) == 2
+    assert microseconds(5, 5) == 0
+
+
+def test_ledger_batches_aggregates_and_survives_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+
+    async def scenario() -> None:
+        ledger = Ledger(path, flush_interval_s=60)
+        costs = [ledger.record(usage(f"r{i}", "a" if i % 3 else "b", run_us=100 + i, ts=60.0 * i), PRICES)
+                 for i in range(30)]
+        assert ledger.pending == 30
+        by_fn = await ledger.aggregate(None, None, None, "fn")  # queries flush first
+        assert ledger.pending == 0
+        assert {row["bucket"]: row["invocations"] for row in by_fn} == {"a": 20, "b": 10}
+        assert sum(row["cost_pusd"] for row in by_fn) == sum(costs)
+        only_b = await ledger.aggregate("b", 60.0 * 10, 60.0 * 20, "minute")
+        assert [row["bucket"] for row in only_b] == [720, 900, 1080]  # i = 12, 15, 18
+        record = await ledger.find("r7")
+        assert record is not None and record["run_us"] == 107 and record["cost_pusd"] == costs[7]
+        assert await ledger.find("nope") is None
+        ledger.record(usage("late"), PRICES)
+        ledger.close()  # writes what is pending
+
+    trio.run(scenario)
+
+    async def reopened() -> None:
+        ledger = Ledger(path, flush_interval_s=60)
+        rows = await ledger.aggregate(None, None, None, "fn")
+        assert sum(row["invocations"] for row in rows) == 31
+        ledger.close()
+
+    trio.run(reopened)
+
+
+def test_metrics_parse_as_prometheus_text() -> None:
+    metrics = Metrics()
+    metrics.record(usage(function="hello", cold=True), 350, 201_000)
+    metrics.record(usage(function="hello"), 90, 200_100)
+    metrics.record(usage(function="boom", status=502), 2_000_000, 200_000)
+    text = metrics.to_prometheus({"wasmlambda_pool_idle_instances": ("gauge", "Idle.", 2)})
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    assert {"wasmlambda_invocations", "wasmlambda_cold_starts", "wasmlambda_invocation_duration_seconds",
+            "wasmlambda_cost_picodollars", "wasmlambda_billed_microseconds", "wasmlambda_pool_idle_instances"} \
+        <= set(families)
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in families.values() for s in family.samples}
+    assert samples[("wasmlambda_invocations_total", (("function", "hello"), ("status", "200")))] == 2
+    assert samples[("wasmlambda_invocations_total", (("function", "boom"), ("status", "502")))] == 1
+    assert samples[("wasmlambda_cold_starts_total", (("function", "hello"),))] == 1
+    assert samples[("wasmlambda_invocation_duration_seconds_bucket", (("function", "hello"), ("le", "0.0001")))] == 1
+    assert samples[("wasmlambda_invocation_duration_seconds_bucket", (("function", "hello"), ("le", "+Inf")))] == 2
+    assert samples[("wasmlambda_invocation_duration_seconds_bucket", (("function", "boom"), ("le", "1.0")))] == 0
+    assert samples[("wasmlambda_invocation_duration_seconds_count", (("function", "boom"),))] == 1
+    assert samples[("wasmlambda_cost_picodollars_total", (("function", "hello"),))] == 401_100
+    assert samples[("wasmlambda_pool_idle_instances", ())] == 2

@@ -1,0 +1,126 @@
+"""The billing ledger: every invocation, durably, in SQLite (WAL mode).
+
+Theory of operation: the hot path only appends a row to an in-memory batch.
+A background task writes the batch every ``flush_interval_s`` on a worker
+thread (one connection, one thread at a time), in one transaction.  A clean
+shutdown writes what is pending; a kill -9 loses at most the rows recorded
+since the last flush.  Queries flush first, so they see every call that has
+already answered.  With WAL and synchronous=NORMAL a committed batch
+survives a process crash (not necessarily a power cut).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from ._meter import PriceModel, Usage
+
+COLUMNS = ("request_id", "function", "ts", "status", "cold", "queue_us", "restore_us", "run_us", "billed_us",
+           "memory_mb", "peak_memory_bytes", "fuel", "bytes_in", "bytes_out", "cost_pusd", "memory_cost_pusd",
+           "cost_1ms_pusd", "cost_100ms_pusd")
+GROUPS = {"fn": "function", "minute": "CAST(ts / 60 AS INTEGER) * 60", "hour": "CAST(ts / 3600 AS INTEGER) * 3600"}
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS invocations (
+    {", ".join(f"{column} {'TEXT' if column in ('request_id', 'function') else 'INTEGER'}" for column in COLUMNS)},
+    PRIMARY KEY (request_id)
+);
+CREATE INDEX IF NOT EXISTS invocations_by_time ON invocations (ts);
+CREATE INDEX IF NOT EXISTS invocations_by_function ON invocations (function, ts);
+"""
+_INSERT = f"INSERT OR REPLACE INTO invocations ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+
+Row = tuple[Any, ...]
+
+
+class Ledger:
+    def __init__(self, path: Path, flush_interval_s: float) -> None:
+        self.path = path
+        self.flush_interval_s = flush_interval_s
+        self._pending: list[Row] = []
+        self._lock = threading.Lock()  # the connection is used by one thread at a time
+        self._limiter = trio.CapacityLimiter(1)
+        self._connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._connection.execute("PRAGMA journal_mode=WAL")
+        self._connection.execute("PRAGMA synchronous=NORMAL")
+        self._connection.executescript(_SCHEMA)
+
+    def record(self, usage: Usage, prices: PriceModel) -> int:
+        """Queue the call's row; returns its cost in pico-dollars."""
+        cost = prices.cost(usage)
+        self._pending.append((
+            usage.request_id, usage.function, usage.started_at, usage.status, int(usage.cold), usage.queue_us,
+            usage.restore_us, usage.run_us, usage.billed_us, usage.memory_mb, usage.peak_memory_bytes,
+            usage.fuel, usage.bytes_in, usage.bytes_out, cost, prices.memory_cost(usage.memory_mb, usage.billed_us),
+            prices.rounded_cost(usage, 1000), prices.rounded_cost(usage, 100_000),
+        ))
+        return cost
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def run(self) -> None:
+        """Flush forever (the caller's nursery cancels it)."""
+        while True:
+            await trio.sleep(self.flush_interval_s)
+            await self.flush()
+
+    async def flush(self) -> None:
+        rows, self._pending = self._pending, []
+        if rows:
+            await trio.to_thread.run_sync(self._write, rows, limiter=self._limiter)
+
+    def _write(self, rows: list[Row]) -> None:
+        with self._lock:
+            self._connection.execute("BEGIN")
+            self._connection.executemany(_INSERT, rows)
+            self._connection.execute("COMMIT")
+
+    async def _read(self, sql: str, parameters: list[Any]) -> list[dict[str, Any]]:
+        await self.flush()
+
+        def read() -> list[dict[str, Any]]:
+            with self._lock:
+                cursor = self._connection.execute(sql, parameters)
+                names = [column[0] for column in cursor.description]
+                return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+        return await trio.to_thread.run_sync(read, limiter=self._limiter)
+
+    async def aggregate(self, function: str | None, since: float | None, until: float | None,
+                        group: str) -> list[dict[str, Any]]:
+        key = GROUPS[group]
+        where, parameters = _filters(function, since, until)
+        sql = (f"SELECT {key} AS bucket, COUNT(*) AS invocations, SUM(cold) AS cold_starts, "
+               "SUM(status >= 400) AS errors, SUM(billed_us) AS billed_us, SUM(cost_pusd) AS cost_pusd, "
+               "SUM(memory_cost_pusd) AS memory_cost_pusd, "
+               "SUM(cost_1ms_pusd) AS cost_1ms_pusd, SUM(cost_100ms_pusd) AS cost_100ms_pusd "
+               f"FROM invocations {where} GROUP BY bucket ORDER BY bucket")
+        return await self._read(sql, parameters)
+
+    async def find(self, request_id: str) -> dict[str, Any] | None:
+        rows = await self._read("SELECT * FROM invocations WHERE request_id = ?", [request_id])
+        return rows[0] if rows else None
+
+    def close(self) -> None:
+        """Write what is pending and close (at shutdown, off any event loop)."""
+        rows, self._pending = self._pending, []
+        if rows:
+            self._write(rows)
+        with self._lock:
+            self._connection.close()
+
+
+def _filters(function: str | None, since: float | None, until: float | None) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    parameters: list[Any] = []
+    for clause, value in (("function = ?", function), ("ts >= ?", since), ("ts < ?", until)):
+        if value is not None:
+            clauses.append(clause)
+            parameters.append(value)
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", parameters

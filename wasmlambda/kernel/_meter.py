@@ -1,0 +1,91 @@
+"""Metering and pricing: what one invocation used, and what it costs.
+
+Theory of operation: the worker measures each call in phases (queue wait,
+restore on a cold start, handler run) with the monotonic nanosecond clock,
+and reads the instance's linear memory size (memory only grows, so the
+size after the call is the call's peak) and, when enabled, the fuel it
+burned.  Billed time is restore + run, in whole microseconds, at least 1.
+
+Money is an integer number of pico-dollars (p$ = 1e-12 USD): the price of a
+call is ``memory_mb * billed_us * price_gb_second // (1024 * 10**6)`` plus
+the per-request and fuel prices, each truncated once per call.  Integers
+never drift, so a ledger total equals the sum of the per-response cost
+headers exactly.  For comparison, :meth:`PriceModel.rounded_cost` prices the
+same usage billed in 1 ms or 100 ms steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+PICO_PER_DOLLAR = 10**12
+MB_US_PER_GB_SECOND = 1024 * 1_000_000
+NS_PER_US = 1000
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Usage:
+    request_id: str
+    function: str
+    started_at: float  # wall clock (epoch seconds), for the ledger
+    status: int
+    cold: bool
+    queue_us: int
+    restore_us: int
+    run_us: int
+    memory_mb: int  # reserved: the function's limit, what is billed
+    peak_memory_bytes: int
+    fuel: int
+    bytes_in: int
+    bytes_out: int
+
+    @property
+    def billed_us(self) -> int:
+        return max(1, self.restore_us + self.run_us)
+
+
+def microseconds(start_ns: int, end_ns: int) -> int:
+    """Whole microseconds between two perf_counter_ns readings, rounded up."""
+    return -(-(end_ns - start_ns) // NS_PER_US) if end_ns > start_ns else 0
+
+
+@dataclasses.dataclass(frozen=True)
+class PriceModel:
+    gb_second_pusd: int
+    request_pusd: int
+    million_fuel_pusd: int = 0
+
+    def memory_cost(self, memory_mb: int, billed_us: int) -> int:
+        return memory_mb * billed_us * self.gb_second_pusd // MB_US_PER_GB_SECOND
+
+    def fuel_cost(self, fuel: int) -> int:
+        return fuel * self.million_fuel_pusd // 1_000_000
+
+    def cost(self, usage: Usage) -> int:
+        return self.memory_cost(usage.memory_mb, usage.billed_us) + self.request_pusd + self.fuel_cost(usage.fuel)
+
+    def rounded_cost(self, usage: Usage, step_us: int) -> int:
+        """The same call billed in ``step_us`` increments (1 ms, 100 ms …)."""
+        billed = -(-usage.billed_us // step_us) * step_us
+        return self.memory_cost(usage.memory_mb, billed) + self.request_pusd + self.fuel_cost(usage.fuel)
+
+    def explain(self, usage: Usage) -> list[dict[str, Any]]:
+        """The price lines of one call, each with its formula."""
+        lines = [
+            {"item": "memory-time", "cost_pusd": self.memory_cost(usage.memory_mb, usage.billed_us),
+             "formula": f"{usage.memory_mb} MB x {usage.billed_us} us x {self.gb_second_pusd} p$/GB-s "
+                        f"/ (1024 MB/GB x 10^6 us/s), truncated"},
+            {"item": "request", "cost_pusd": self.request_pusd, "formula": f"1 x {self.request_pusd} p$"},
+        ]
+        if usage.fuel or self.million_fuel_pusd:
+            lines.append({"item": "fuel", "cost_pusd": self.fuel_cost(usage.fuel),
+                          "formula": f"{usage.fuel} fuel x {self.million_fuel_pusd} p$ / 10^6, truncated"})
+        return lines
+
+
+def dollars(pusd: int) -> str:
+    """An exact decimal rendering of a pico-dollar amount: 941 -> '0.000000000941'."""
+    sign = "-" if pusd < 0 else ""
+    whole, fraction = divmod(abs(pusd), PICO_PER_DOLLAR)
+    return f"{sign}{whole}.{fraction:012d}"
