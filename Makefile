@@ -39,6 +39,7 @@ bench: setup
 	$(BIN)/python bench/report.py .benchmarks/micro.json
 	$(BIN)/python bench/load.py
 	$(BIN)/python bench/deadline.py
+	$(BIN)/python bench/metering.py
 
 clean:
 	rm -rf build wasmlambda/_fastpath/*.c wasmlambda/_fastpath/*.so
