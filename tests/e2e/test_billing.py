@@ -170,3 +170,20 @@ def test_fuel_metering(tmp_path: Path) -> None:
         assert fuel_line["cost_pusd"] == int(large.headers["x-wasmlambda-fuel"]) * 1000 // 1_000_000
     finally:
         assert worker.stop() == 0
+
+
+def test_explain_command(worker: WorkerProcess) -> None:
+    worker.deploy("hello", EXAMPLES / "hello")
+    reply = worker.run("hello", {"name": "why"})
+    env = {**os.environ, "WASMLAMBDA_URL": f"http://127.0.0.1:{worker.port}"}
+    result = subprocess.run([sys.executable, "-m", "wasmlambda", "explain", reply.headers["x-request-id"]],
+                            capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"request {reply.headers['x-request-id']}: hello, status 200, cold start")
+    assert any(line.strip().startswith("memory-time") for line in lines)
+    assert lines[-1].strip().startswith(f"total {int(reply.headers['x-wasmlambda-cost-pusd']):,} p$ = "
+                                        f"${reply.headers['x-wasmlambda-cost']}")
+    missing = subprocess.run([sys.executable, "-m", "wasmlambda", "explain", "nope"], capture_output=True,
+                             text=True, env=env, timeout=60)
+    assert missing.returncode == 1 and missing.stderr.startswith("error: NotFound: no invocation")
