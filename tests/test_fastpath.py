@@ -14,6 +14,9 @@ def test_compiled_extensions_are_loaded_in_ci() -> None:
     assert _fastpath.is_built("_delta")
     assert _snapshot._delta.__name__ == "wasmlambda._fastpath._delta"
     assert _snapshot._delta.__file__.endswith(".so")
+    from wasmlambda.sandbox import _call
+
+    assert _call._implementation.__name__ == "wasmlambda._fastpath._call"
 
 
 def test_disabling_extensions_picks_the_pure_module(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -28,6 +28,7 @@ from ..errors import (
     MemoryLimitExceeded,
     WasmLambdaError,
 )
+from ._call import make_caller
 
 TICK_MS = 10
 # Where the guest sees the stdlib and the function's code; fixed at Wizer time.
@@ -35,11 +36,10 @@ GUEST_STDLIB = "/usr/local/lib/python3.11"
 GUEST_CODE_DIR = "/function"
 _WASM_PAGE = 65536
 _MIN_INPUT_BUFFER = 4096
-_FAILED = -1
 
 
 class Instance:
-    __slots__ = ("_exports", "_fuel_left", "_handle", "_input_address", "_input_capacity", "_memory", "_reserve",
+    __slots__ = ("_caller", "_exports", "_fuel_left", "_input_address", "_input_capacity", "_memory", "_reserve",
                  "_store", "dead", "fuel_used", "memory_limit")
 
     def __init__(self, store: wasmtime.Store, exports: Any, memory_limit: int, fuel: int = 0) -> None:
@@ -51,7 +51,7 @@ class Instance:
         self.fuel_used = 0
         self._memory: wasmtime.Memory = exports["memory"]
         self._reserve: wasmtime.Func = exports["wl_reserve"]
-        self._handle: wasmtime.Func = exports["wl_handle"]
+        self._caller = make_caller(store, exports["wl_handle"], self._memory)
         self._input_address = 0
         self._input_capacity = 0
         self.memory_limit = memory_limit
@@ -63,7 +63,7 @@ class Instance:
         return ctypes.addressof(self._memory.data_ptr(self._store).contents)
 
     def memory_size(self) -> int:
-        return self._memory.data_len(self._store)
+        return self._caller.memory_size()
 
     def read_memory(self) -> bytes:
         return ctypes.string_at(self.memory_address(), self.memory_size())
@@ -110,37 +110,33 @@ class Instance:
     def _call(self, header: bytes, payload: bytes, timeout_ms: int) -> bytes:
         if self.dead:
             raise GuestTrap("instance is dead after an earlier trap")
-        store = self._store
         size = len(header) + len(payload)
-        store.set_epoch_deadline(timeout_ms // TICK_MS + 1)
         try:
             if size > self._input_capacity:
+                self._store.set_epoch_deadline(timeout_ms // TICK_MS + 1)
                 capacity = max(size, _MIN_INPUT_BUFFER)
-                address = self._reserve(store, capacity)
+                address = self._reserve(self._store, capacity)
                 if not address:
                     raise MemoryLimitExceeded(f"no guest memory for a {size}-byte request")
                 self._input_address, self._input_capacity = address, capacity
-            base = self.memory_address()
-            ctypes.memmove(base + self._input_address, header, len(header))
-            ctypes.memmove(base + self._input_address + len(header), payload, len(payload))
-            packed = self._handle(store, size)
+            response = self._caller.call(header, payload, self._input_address, timeout_ms // TICK_MS + 1)
         except wasmtime.Trap as trap:
             self.dead = True
             raise self._trap_error(trap, timeout_ms) from None
-        except wasmtime.WasmtimeError as exc:
+        except (wasmtime.WasmtimeError, ValueError) as exc:
             self.dead = True
             raise GuestTrap(str(exc).splitlines()[0]) from None
         finally:
             if self._fuel_left:
-                left = store.get_fuel()
+                left = self._store.get_fuel()
                 self.fuel_used, self._fuel_left = self._fuel_left - left, left
-        if packed == _FAILED:
+        if response is None:
             # The guest could not even build an error response.
             self.dead = True
             if self._near_memory_limit():
                 raise self._out_of_memory()
             raise GuestTrap("the guest runtime failed to produce a response")
-        return ctypes.string_at(self.memory_address() + ((packed >> 32) & 0xFFFFFFFF), packed & 0xFFFFFFFF)
+        return response
 
     def _trap_error(self, trap: wasmtime.Trap, timeout_ms: int) -> WasmLambdaError:
         if trap.trap_code == wasmtime.TrapCode.INTERRUPT:

@@ -1,0 +1,50 @@
+"""Picks the guest-call implementation: the Cython twin over the Wasmtime C
+API unless extensions are off (see wasmlambda/_fastpath)."""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Any, NoReturn, Protocol
+
+import wasmtime
+from wasmtime import _ffi as ffi
+
+from .. import _fastpath
+from . import _call_py
+
+_implementation = _fastpath.pick("_call", _call_py)
+
+
+class Caller(Protocol):
+    def memory_size(self) -> int: ...
+
+    def call(self, header: bytes, payload: bytes, input_address: int, deadline_ticks: int) -> bytes | None: ...
+
+
+def _address(function: Any) -> int:
+    return ctypes.cast(function, ctypes.c_void_p).value or 0
+
+
+_C_FUNCTIONS = (
+    _address(ffi.dll.wasmtime_func_call),
+    _address(ffi.dll.wasmtime_memory_data),
+    _address(ffi.dll.wasmtime_memory_data_size),
+    _address(ffi.dll.wasmtime_context_set_epoch_deadline),
+)
+
+
+def _raise_failure(trap: int, error: int) -> NoReturn:
+    """Turn the C API's trap or error pointer into wasmtime-py's exception (it owns and frees them)."""
+    if trap:
+        raise wasmtime.Trap._from_ptr(ctypes.cast(trap, ctypes.POINTER(ffi.wasm_trap_t)))
+    raise wasmtime.WasmtimeError._from_ptr(ctypes.cast(error, ctypes.POINTER(ffi.wasmtime_error_t)))
+
+
+def make_caller(store: wasmtime.Store, handle: wasmtime.Func, memory: wasmtime.Memory) -> Caller:
+    if _implementation is _call_py:
+        return _call_py.GuestCall(store, handle, memory)
+    context = ctypes.cast(store._context(), ctypes.c_void_p).value or 0
+    caller: Caller = _implementation.GuestCall(context, ctypes.addressof(handle._func),
+                                               ctypes.addressof(memory._memory), *_C_FUNCTIONS, _raise_failure,
+                                               (store, handle, memory))
+    return caller
