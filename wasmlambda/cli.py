@@ -60,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8080; 0 picks a free one)")
     serve.add_argument("--data-dir", type=Path, help="where deployed functions are stored")
+    serve.add_argument("--http", choices=["fast", "h11"], help="HTTP parser: fast (Cython, default) or h11")
     serve.add_argument("--default-timeout-ms", type=int, help="timeout of functions that set none (30000)")
     serve.add_argument("--default-memory-mb", type=int, help="memory of functions that set none (128)")
     serve.add_argument("--config", type=Path, help="a TOML settings file")
@@ -120,7 +121,7 @@ def _add_remote_commands(commands: Any) -> None:
 
 def _settings(args: argparse.Namespace) -> Settings:
     overrides = {name: getattr(args, name, None)
-                 for name in ("host", "port", "data_dir", "default_timeout_ms", "default_memory_mb")}
+                 for name in ("host", "port", "http", "data_dir", "default_timeout_ms", "default_memory_mb")}
     return load_settings(getattr(args, "config", None), overrides=overrides)
 
 
@@ -164,7 +165,7 @@ async def _serve_async(settings: Settings, runtime: Any, deploy_dirs: list[Path]
             if worker.ledger is not None:
                 nursery.start_soon(worker.ledger.run)
             nursery.start_soon(_cancel_on_signal, nursery.cancel_scope)
-            nursery.start_soon(serve, Api(worker), listeners)
+            nursery.start_soon(serve, Api(worker), listeners, settings.http)
     finally:
         worker.close()
     log("stopped")

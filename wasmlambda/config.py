@@ -28,6 +28,9 @@ def _xdg(variable: str, fallback: str) -> Path:
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
+    # "fast": the Cython request parser, handing anything unusual to h11;
+    # "h11": h11 for every request (the reference implementation).
+    http: str = "fast"
     data_dir: Path = dataclasses.field(default_factory=lambda: _xdg("XDG_DATA_HOME", ".local/share"))
     cache_dir: Path = dataclasses.field(default_factory=lambda: _xdg("XDG_CACHE_HOME", ".cache"))
     default_timeout_ms: int = 30_000
@@ -62,6 +65,8 @@ class Settings:
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be 0-65535, got {self.port}")
+        if self.http not in ("fast", "h11"):
+            raise ConfigError(f"http must be fast or h11, got {self.http!r}")
         for name in ("default_timeout_ms", "idle_timeout_s", "max_instances", "sandbox_threads",
                      "max_event_bytes", "max_package_bytes", "memory_budget_mb", "ledger_flush_ms"):
             if getattr(self, name) <= 0:

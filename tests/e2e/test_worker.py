@@ -7,6 +7,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,16 @@ from ..conftest import EXAMPLES, FunctionFactory
 from .conftest import Reply, WorkerProcess
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(params=["fast", "h11"])
+def worker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[WorkerProcess]:
+    """Every test here runs against both HTTP implementations (--http)."""
+    process = WorkerProcess(tmp_path / "data", tmp_path / "worker.log")
+    process.start("--http", request.param)
+    yield process
+    if process.process is not None:
+        assert process.stop() == 0, process.log_path.read_text()
 
 
 def test_hello_example(worker: WorkerProcess) -> None:
@@ -254,3 +265,21 @@ def test_graceful_stop_and_restart(worker: WorkerProcess, sig: int) -> None:
     assert "Traceback" not in log
     worker.start()
     assert worker.run("echo", [1]).json() == [1]
+
+
+def test_chunked_and_expect_continue_fall_back_to_h11(worker: WorkerProcess) -> None:
+    worker.deploy("echo", EXAMPLES / "echo")
+    with socket.create_connection(("127.0.0.1", worker.port), timeout=10) as raw:
+        raw.sendall(b"POST /run/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    b"3\r\n[1,\r\n2\r\n2]\r\n0\r\n\r\n"
+                    b"POST /run/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nConnection: close\r\n\r\n7")
+        answer = b""
+        while chunk := raw.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert answer.count(b"HTTP/1.1 200 ") == 2 and b"[1, 2]" in answer and answer.endswith(b"7")
+    with socket.create_connection(("127.0.0.1", worker.port), timeout=10) as raw:
+        raw.sendall(b"POST /run/echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n")
+        assert raw.recv(65536).startswith(b"HTTP/1.1 100 ")
+        raw.sendall(b"42")
+        assert raw.recv(65536).endswith(b"\r\n\r\n42")

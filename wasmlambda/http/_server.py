@@ -1,18 +1,22 @@
-"""The Trio server loop: sockets in, h11 for HTTP/1.1, the API in between.
+"""The Trio server loop: sockets in, HTTP/1.1 parsing, the API in between.
 
-Theory of operation: one task per connection drives an ``h11.Connection``:
-feed it bytes until it yields a whole request (bounded body), let the API
-answer, send the response, and start the next cycle while the client keeps
-the connection alive.  A protocol error gets a 400 and the connection
-closes; an oversized body gets a 413 before it is read; an idle keep-alive
-connection is closed after ``KEEPALIVE_TIMEOUT_S``.
+Theory of operation: one task per connection.  With ``protocol="fast"`` it
+drives the hot-path parser (``_parser``: Cython, or its pure-Python twin):
+feed bytes until a whole request is buffered, let the API answer, serialise
+the response, repeat while the client keeps the connection alive (requests
+may be pipelined).  When the fast parser meets anything outside its narrow
+grammar it answers FALLBACK, and the connection's buffered bytes go to an
+``h11.Connection``, which serves the rest of that connection; with
+``protocol="h11"`` every connection starts there.  A protocol error gets a
+400 and the connection closes; an oversized body gets a 413 before it is
+read; an idle keep-alive connection is closed after ``KEEPALIVE_TIMEOUT_S``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import traceback
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from http import HTTPStatus
 
@@ -22,6 +26,7 @@ import trio
 from ..errors import ConfigError
 from ._api import Api
 from ._messages import Request, Response
+from ._parser import FALLBACK, ParsedRequest, ParseError, RequestParser, serialize_response
 
 KEEPALIVE_TIMEOUT_S = 60
 READ_SIZE = 65536
@@ -50,21 +55,62 @@ def bound_address(listeners: list[trio.SocketListener]) -> tuple[str, int]:
     return host, port
 
 
-async def serve(api: Api, listeners: list[trio.SocketListener]) -> None:
-    await trio.serve_listeners(partial(_serve_connection, api), listeners)
+PROTOCOLS = ("fast", "h11")
 
 
-async def _serve_connection(api: Api, stream: trio.SocketStream) -> None:
+async def serve(api: Api, listeners: list[trio.SocketListener], protocol: str = "fast") -> None:
+    loop = _fast_loop if protocol == "fast" else _h11_loop
+    await trio.serve_listeners(partial(_serve_connection, api, loop), listeners)
+
+
+async def _serve_connection(api: Api, loop: Callable[[Api, trio.SocketStream], Awaitable[None]],
+                            stream: trio.SocketStream) -> None:
     # One connection's bug must never take the listener (and the worker) down.
     try:
         async with stream:
-            await _connection_loop(api, stream)
+            await loop(api, stream)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
     except Exception:
         api.worker.log("connection handler failed:\n" + traceback.format_exc())
 
 
-async def _connection_loop(api: Api, stream: trio.SocketStream) -> None:
+async def _fast_loop(api: Api, stream: trio.SocketStream) -> None:
+    parser = RequestParser(api.body_limit)
+    while True:
+        try:
+            parsed = parser.next()
+        except ParseError as exc:
+            await stream.send_all(serialize_response(exc.status, *_error_body(exc.status, str(exc)), False))
+            return
+        if parsed is None:
+            with trio.move_on_after(KEEPALIVE_TIMEOUT_S):
+                data = await stream.receive_some(READ_SIZE)
+                if data:
+                    parser.feed(data)
+                    continue
+            return  # idle too long, or the client closed
+        if parsed is FALLBACK:
+            await _h11_loop(api, stream, parser.buffered)
+            return
+        assert isinstance(parsed, ParsedRequest)
+        path, _, query = parsed.target.decode("ascii").partition("?")
+        response = await api.handle(Request(parsed.method.decode("ascii"), path, query, parsed.headers, parsed.body))
+        await stream.send_all(serialize_response(response.status, response.headers, response.body, parsed.keep_alive))
+        if not parsed.keep_alive:
+            return
+
+
+def _error_body(status: int, message: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    kind = "PayloadTooLarge" if status == 413 else "BadRequest"
+    response = Response.json(status, {"error": {"type": kind, "message": message}})
+    return response.headers, response.body
+
+
+async def _h11_loop(api: Api, stream: trio.SocketStream, received: bytes = b"") -> None:
     connection = h11.Connection(h11.SERVER)
+    if received:  # (an empty receive_data would tell h11 the client hung up)
+        connection.receive_data(received)
     while True:
         try:
             with trio.move_on_after(KEEPALIVE_TIMEOUT_S) as idle:
@@ -140,9 +186,8 @@ async def _send_error_and_close(stream: trio.SocketStream, connection: h11.Conne
                                 message: str) -> None:
     if connection.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
         return
-    kind = "PayloadTooLarge" if status == 413 else "BadRequest"
-    response = Response.json(status, {"error": {"type": kind, "message": message}})
-    response.headers += [(b"connection", b"close")]
+    headers, body = _error_body(status, message)
+    response = Response(status, body, [*headers, (b"connection", b"close")])
     with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
         await _send(stream, connection, response)
 
