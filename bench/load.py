@@ -1,11 +1,16 @@
 """End-to-end load: POST /run/hello over loopback, worker versus baseline.
 
-Starts ``wasmlambda serve`` (hello and hello_c deployed) and bench/baseline_server.py,
+Starts two ``wasmlambda serve`` workers with hello and hello_c deployed (the
+fast path, and the reference path: ``--http h11`` with
+``WASMLAMBDA_NO_EXTENSIONS=1``) and bench/baseline_server.py,
 then drives each with keep-alive connections from a single-threaded
 selectors client, recording every request's latency.  Prints a markdown
 table: requests/s, p50, p99, and the worker/baseline ratio.
 
-Usage: python bench/load.py [--requests N] [--concurrency 1 16] [--json OUT]
+With wrk installed (Debian package ``wrk``), the 16-connection runs are
+repeated with wrk, a C client that takes less CPU from the servers.
+
+Usage: python bench/load.py [--requests N] [--concurrency 1 16] [--wrk-seconds 5] [--json OUT]
 Client and servers share this machine's cores, so absolute numbers are a
 floor; the ratios are what to compare.
 """
@@ -16,7 +21,9 @@ import argparse
 import json
 import os
 import platform
+import re
 import selectors
+import shutil
 import socket
 import statistics
 import subprocess
@@ -30,8 +37,9 @@ BODY = b'{"name": "alice"}'
 EXPECTED = b'{"hello": "alice"}'
 
 
-def start_server(command: list[str]) -> tuple[subprocess.Popen[str], int]:
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO)
+def start_server(command: list[str], env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], int]:
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO,
+                               env={**os.environ, **(env or {})})
     assert process.stdout is not None
     for line in process.stdout:
         if "listening on http://" in line:
@@ -106,39 +114,75 @@ def measure(port: int, path: str, concurrency: int, requests: int) -> dict[str, 
     }
 
 
+def wrk_measure(port: int, path: str, connections: int, seconds: int) -> dict[str, float]:
+    """The same load from wrk (C, one thread): less client CPU taken from the servers."""
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(REPO / "bench" / "post.lua"),
+               f"http://127.0.0.1:{port}{path}"]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in output:
+        raise RuntimeError(f"wrk saw errors:\n{output}")
+    units = {"us": 1.0, "ms": 1000.0, "s": 1e6}
+
+    def latency(label: str) -> float:
+        value = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)$", output, re.M)
+        assert value is not None, output
+        return float(value.group(1)) * units[value.group(2)]
+
+    rate = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.M)
+    assert rate is not None, output
+    return {"requests_per_s": float(rate.group(1)), "p50_us": latency("50%"), "p99_us": latency("99%")}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
+    parser.add_argument("--wrk-seconds", type=int, default=5, help="duration of each wrk run (0: skip wrk)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="wasmlambda-bench-") as data_dir:
-        worker, worker_port = start_server([
-            sys.executable, "-m", "wasmlambda", "serve", "--port", "0", "--data-dir", data_dir,
-            "--deploy", str(REPO / "examples" / "hello"), str(REPO / "examples" / "hello_c"),
-        ])
+        def worker(name: str, *flags: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], int]:
+            return start_server([
+                sys.executable, "-m", "wasmlambda", "serve", "--port", "0", "--data-dir", f"{data_dir}/{name}",
+                "--deploy", str(REPO / "examples" / "hello"), str(REPO / "examples" / "hello_c"), *flags,
+            ], env)
+
+        fast, fast_port = worker("fast")
+        # The reference path: h11 for HTTP, wasmtime-py's Func.__call__ for the guest call.
+        slow, slow_port = worker("slow", "--http", "h11", env={"WASMLAMBDA_NO_EXTENSIONS": "1"})
         baseline, baseline_port = start_server([sys.executable, str(REPO / "bench" / "baseline_server.py")])
         results = []
+        targets = (
+            ("baseline: trio + h11, no sandbox", baseline_port, "/run/hello"),
+            ("wasmlambda h11 + wasmtime-py, hello", slow_port, "/run/hello"),
+            ("wasmlambda fast path, hello", fast_port, "/run/hello"),
+            ("wasmlambda fast path, hello_c", fast_port, "/run/hello_c"),
+        )
+        use_wrk = args.wrk_seconds > 0 and shutil.which("wrk") is not None
         try:
             for concurrency in args.concurrency:
-                for name, port, path in (("baseline: trio + h11, no sandbox", baseline_port, "/run/hello"),
-                                         ("wasmlambda, Python hello", worker_port, "/run/hello"),
-                                         ("wasmlambda, C hello_c", worker_port, "/run/hello_c")):
+                for name, port, path in targets:
                     figures = measure(port, path, concurrency, args.requests)
-                    results.append({"server": name, "concurrency": concurrency, **figures})
+                    results.append({"server": name, "client": "python", "concurrency": concurrency, **figures})
+            if use_wrk:
+                for name, port, path in targets:
+                    figures = wrk_measure(port, path, 16, args.wrk_seconds)
+                    results.append({"server": name, "client": "wrk", "concurrency": 16, **figures})
         finally:
-            stop_server(worker)
-            stop_server(baseline)
+            for process in (fast, slow, baseline):
+                stop_server(process)
 
     print(f"POST /run/hello and /run/hello_c, {args.requests} requests per row, keep-alive, loopback; "
           f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, Python {platform.python_version()}\n")
-    print("| server | connections | req/s | p50 µs | p99 µs | p50 vs baseline |")
-    print("|---|---|---|---|---|---|")
+    print("| client | server | connections | req/s | p50 µs | p99 µs | req/s vs h11 + wasmtime-py |")
+    print("|---|---|---|---|---|---|---|")
     for row in results:
-        base = next(r for r in results if r["concurrency"] == row["concurrency"] and r["server"].startswith("base"))
-        print(f"| {row['server']} | {row['concurrency']} | {row['requests_per_s']:,.0f} | {row['p50_us']:.0f} "
-              f"| {row['p99_us']:.0f} | {row['p50_us'] / base['p50_us']:.2f}x |")
+        reference = next(r for r in results if (r["client"], r["concurrency"]) == (row["client"], row["concurrency"])
+                         and r["server"].startswith("wasmlambda h11"))
+        print(f"| {row['client']} | {row['server']} | {row['concurrency']} | {row['requests_per_s']:,.0f} "
+              f"| {row['p50_us']:.0f} | {row['p99_us']:.0f} "
+              f"| {row['requests_per_s'] / reference['requests_per_s']:.2f}x |")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

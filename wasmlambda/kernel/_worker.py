@@ -234,6 +234,7 @@ class Worker:
         }
 
     def close(self) -> None:
+        self.scheduler.close()
         self.pool.close()
         if self.ledger is not None:
             self.ledger.close()
