@@ -14,9 +14,13 @@ def test_compiled_extensions_are_loaded_in_ci() -> None:
     assert _fastpath.is_built("_delta")
     assert _snapshot._delta.__name__ == "wasmlambda._fastpath._delta"
     assert _snapshot._delta.__file__.endswith(".so")
+    from wasmlambda.http import _parser
+    from wasmlambda.kernel import _meter
     from wasmlambda.sandbox import _call
 
-    assert _call._implementation.__name__ == "wasmlambda._fastpath._call"
+    for module, name in ((_call, "_call"), (_parser, "_parser"), (_meter, "_meter")):
+        assert _fastpath.is_built(name)
+        assert module._implementation.__name__ == f"wasmlambda._fastpath.{name}"
 
 
 def test_disabling_extensions_picks_the_pure_module(monkeypatch: pytest.MonkeyPatch) -> None:

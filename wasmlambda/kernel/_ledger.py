@@ -51,12 +51,11 @@ class Ledger:
 
     def record(self, usage: Usage, prices: PriceModel) -> int:
         """Queue the call's row; returns its cost in pico-dollars."""
-        cost = prices.cost(usage)
+        cost, memory_cost, at_1ms, at_100ms = prices.quote(usage)
         self._pending.append((
             usage.request_id, usage.function, usage.started_at, usage.status, int(usage.cold), usage.queue_us,
             usage.restore_us, usage.run_us, usage.billed_us, usage.memory_mb, usage.peak_memory_bytes,
-            usage.fuel, usage.bytes_in, usage.bytes_out, cost, prices.memory_cost(usage.memory_mb, usage.billed_us),
-            prices.rounded_cost(usage, 1000), prices.rounded_cost(usage, 100_000),
+            usage.fuel, usage.bytes_in, usage.bytes_out, cost, memory_cost, at_1ms, at_100ms,
         ))
         return cost
 

@@ -19,8 +19,16 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from .. import _fastpath
+from . import _meter_py
+from ._meter_py import MB_US_PER_GB_SECOND
+
+# The per-call arithmetic and per-function counters: Cython unless extensions are off.
+_implementation = _fastpath.pick("_meter", _meter_py)
+price_call = _implementation.price_call
+Counters = _implementation.Counters
+
 PICO_PER_DOLLAR = 10**12
-MB_US_PER_GB_SECOND = 1024 * 1_000_000
 NS_PER_US = 1000
 
 
@@ -61,6 +69,13 @@ class PriceModel:
 
     def fuel_cost(self, fuel: int) -> int:
         return fuel * self.million_fuel_pusd // 1_000_000
+
+    def quote(self, usage: Usage) -> tuple[int, int, int, int]:
+        """(cost, memory-time part, cost at 1 ms rounding, cost at 100 ms rounding) in one call."""
+        quoted: tuple[int, int, int, int] = price_call(usage.memory_mb, usage.billed_us, usage.fuel,
+                                                       self.gb_second_pusd, self.request_pusd,
+                                                       self.million_fuel_pusd)
+        return quoted
 
     def cost(self, usage: Usage) -> int:
         return self.memory_cost(usage.memory_mb, usage.billed_us) + self.request_pusd + self.fuel_cost(usage.fuel)
