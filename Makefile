@@ -38,10 +38,12 @@ bench: setup
 	@mkdir -p .benchmarks
 	$(BIN)/pytest bench --benchmark-only --benchmark-columns=min,median,mean,max,rounds \
 		--benchmark-json=.benchmarks/micro.json
-	$(BIN)/python bench/report.py .benchmarks/micro.json
-	$(BIN)/python bench/load.py
-	$(BIN)/python bench/deadline.py
-	$(BIN)/python bench/metering.py
+	$(BIN)/python bench/report.py .benchmarks/micro.json | tee .benchmarks/micro.md
+	$(BIN)/python bench/load.py | tee .benchmarks/load.md
+	$(BIN)/python bench/deadline.py | tee .benchmarks/deadline.md
+	$(BIN)/python bench/metering.py | tee .benchmarks/metering.md
+	$(BIN)/python bench/report.py --write bench/RESULTS.md .benchmarks/micro.md .benchmarks/load.md \
+		.benchmarks/deadline.md .benchmarks/metering.md
 
 clean:
 	rm -rf build wasmlambda/_fastpath/*.c wasmlambda/_fastpath/*.so
