@@ -32,7 +32,7 @@ lint: $(VENV)/.installed
 test: setup lint
 	$(BIN)/pytest
 	@echo "== the same unit suites on the pure-Python twins (WASMLAMBDA_NO_EXTENSIONS=1)"
-	WASMLAMBDA_NO_EXTENSIONS=1 $(BIN)/pytest -q tests/sandbox tests/http tests/kernel tests/test_fastpath.py
+	WASMLAMBDA_NO_EXTENSIONS=1 $(BIN)/pytest -q tests/sandbox tests/http tests/kernel
 
 bench: setup
 	@mkdir -p .benchmarks
