@@ -1,31 +1,28 @@
 """The ``wasmlambda`` command.
 
-``serve`` runs a worker; ``deploy``, ``invoke``, ``ls``, ``rm``, ``logs`` and
-``status`` talk to one over HTTP (``--url``); ``runtime`` builds or inspects
-the guest runtime.  Every failure is one ``error: ...`` line and a non-zero
-exit code.
+``serve`` runs a worker and ``runtime`` builds or inspects the guest
+runtime (here); the commands that talk to a worker over HTTP live in
+``_remote``.  Every failure is one ``error: ...`` line and a non-zero exit
+code (2 for bad settings).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import trio
 
 from . import __version__, _guest_runtime
-from ._client import DEFAULT_URL, ClientError, WorkerClient
+from ._remote import add_remote_commands
 from .config import Settings, load_settings
 from .errors import ConfigError, DeployError, WasmLambdaError
-from .kernel import dollars
 
 
 def log(message: str) -> None:
@@ -75,48 +72,8 @@ def _parser() -> argparse.ArgumentParser:
     build.set_defaults(run=_runtime_build)
     info = runtime_commands.add_parser("info", help="show where the runtime is and whether it is built")
     info.set_defaults(run=_runtime_info)
-    _add_remote_commands(commands)
+    add_remote_commands(commands)
     return parser
-
-
-def _add_remote_commands(commands: Any) -> None:
-    def remote(name: str, help_text: str, run: Any) -> argparse.ArgumentParser:
-        command: argparse.ArgumentParser = commands.add_parser(name, help=help_text, description=help_text)
-        command.add_argument("--url", default=os.environ.get("WASMLAMBDA_URL", DEFAULT_URL),
-                             help=f"the worker (default $WASMLAMBDA_URL or {DEFAULT_URL})")
-        command.set_defaults(run=run)
-        return command
-
-    deploy = remote("deploy", "build a function folder (or take a built package) and deploy it", _deploy)
-    deploy.add_argument("source", type=Path, help="a function folder with f.py, or a .tar.gz package")
-    deploy.add_argument("--name", help="the function's name (default: the folder or package name)")
-    deploy.add_argument("--pip-args", default="", help="extra pip arguments for vendoring requirements.txt")
-
-    invoke = remote("invoke", "call a function and print its JSON result", _invoke)
-    invoke.add_argument("name", help="the function")
-    invoke.add_argument("event", nargs="?", default="null", help="the JSON event (default null), or - for stdin")
-    invoke.add_argument("--show-cost", action="store_true", help="print how the call ran and what it cost")
-    invoke.add_argument("--logs", action="store_true", help="print the call's logs (to stderr)")
-
-    remote("ls", "list deployed functions", _ls)
-    rm = remote("rm", "remove a deployed function", _rm)
-    rm.add_argument("name", help="the function")
-
-    logs = remote("logs", "print a function's recent log lines", _logs)
-    logs.add_argument("name", help="the function")
-    logs.add_argument("--request", help="only this request id's lines")
-    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until Ctrl-C")
-
-    remote("status", "show the worker's status", _status)
-
-    billing = remote("billing", "what calls cost, beside the same calls billed at 1 ms and 100 ms rounding",
-                     _billing)
-    billing.add_argument("--fn", help="only this function")
-    billing.add_argument("--since", help="epoch seconds, ISO 8601, or an age such as 15m, 2h, 7d")
-    billing.add_argument("--until", help="same forms as --since")
-    billing.add_argument("--group", choices=["fn", "minute", "hour"], default="fn", help="one row per (default fn)")
-    explain = remote("explain", "explain one invocation's bill: phases, memory, fuel and price lines", _explain)
-    explain.add_argument("request_id", help="the X-Request-Id of the call")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -178,156 +135,6 @@ async def _cancel_on_signal(scope: trio.CancelScope) -> None:
             log(f"{signal.Signals(received).name}: shutting down")
             scope.cancel()
             return
-
-
-def _deploy(args: argparse.Namespace) -> int:
-    from guest_sdk import BuildError, build_bytes
-
-    source: Path = args.source
-    if source.is_dir():
-        try:
-            package = build_bytes(source, args.pip_args.split(), progress=_progress, check=False)
-        except BuildError as exc:
-            raise ClientError(str(exc)) from None
-        name = args.name or source.resolve().name
-    elif source.is_file():
-        package = source.read_bytes()
-        name = args.name or source.name.removesuffix(".gz").removesuffix(".tar").removesuffix(".tgz")
-    else:
-        raise ClientError(f"{source}: no such folder or package")
-    described = WorkerClient(args.url).checked("POST", f"/registry/{name}", package).json()
-    limits = described["limits"]
-    print(f"deployed {name} (version {described['version']}, timeout {limits['timeout_ms']} ms, "
-          f"memory {limits['memory_mb']} MB, {described['isolation']})")
-    return 0
-
-
-def _invoke(args: argparse.Namespace) -> int:
-    event = sys.stdin.buffer.read() if args.event == "-" else args.event.encode()
-    path = f"/run/{args.name}" + ("?logs=true" if args.logs else "")
-    reply = WorkerClient(args.url).request("POST", path, event)
-    if args.show_cost:
-        facts = [f"{name.removeprefix('x-wasmlambda-')}={value}" for name, value in reply.headers.items()
-                 if name.startswith("x-wasmlambda-")]
-        _progress(f"request {reply.headers.get('x-request-id', '?')}: " + " ".join(facts))
-    if reply.status >= 300:
-        error = reply.error()
-        if args.logs:
-            _print_logs(reply.json()["error"].get("logs", ""))
-        elif error.logs:
-            print(error.logs, file=sys.stderr, end="")
-        raise error
-    if args.logs:
-        document = reply.json()
-        _print_logs(document["logs"])
-        print(json.dumps(document["result"], ensure_ascii=False))
-    else:
-        print(reply.body.decode())
-    return 0
-
-
-def _ls(args: argparse.Namespace) -> int:
-    functions = WorkerClient(args.url).checked("GET", "/registry/").json()["functions"]
-    if not functions:
-        print("no functions deployed")
-        return 0
-    rows = [("NAME", "VERSION", "ISOLATION", "TIMEOUT_MS", "MEMORY_MB", "DEPLOYED")]
-    rows += [(fn["name"], fn["version"], fn["isolation"], str(fn["limits"]["timeout_ms"]),
-              str(fn["limits"]["memory_mb"]), fn["deployed_at"]) for fn in functions]
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
-    return 0
-
-
-def _rm(args: argparse.Namespace) -> int:
-    WorkerClient(args.url).checked("DELETE", f"/registry/{args.name}")
-    print(f"removed {args.name}")
-    return 0
-
-
-def _logs(args: argparse.Namespace) -> int:
-    client = WorkerClient(args.url)
-    since = 0
-    while True:
-        query = f"?since={since}" + (f"&request_id={args.request}" if args.request else "")
-        page = client.checked("GET", f"/logs/{args.name}{query}").json()
-        for line in page["lines"]:
-            stamp = time.strftime("%H:%M:%S", time.localtime(line["time"]))
-            print(f"{stamp} {line['request_id']} {line['line']}", flush=True)
-        since = page["next"]
-        if not args.follow:
-            return 0
-        time.sleep(1)
-
-
-def _status(args: argparse.Namespace) -> int:
-    status = WorkerClient(args.url).checked("GET", "/status").json()
-    for key, value in status.items():
-        print(f"{key}: {value}")
-    return 0
-
-
-def _billing(args: argparse.Namespace) -> int:
-    query = "&".join(f"{key}={quote(str(value))}" for key, value in
-                     (("group", args.group), ("fn", args.fn), ("since", args.since), ("until", args.until)) if value)
-    rows = WorkerClient(args.url).checked("GET", f"/billing?{query}").json()["rows"]
-    if not rows:
-        print("no invocations in that range")
-        return 0
-    table: list[tuple[str, ...]] = [(
-        "GROUP" if args.group != "fn" else "FUNCTION", "CALLS", "ERRORS", "BILLED_MS", "COST_USD (1us)",
-        "AT_1MS_USD", "AT_100MS_USD", "100MS/ACTUAL", "TIME_PART 100MS/ACTUAL")]
-    totals = [0] * 7
-    for row in rows:
-        bucket = row["bucket"] if args.group == "fn" else time.strftime("%Y-%m-%d %H:%M", time.gmtime(row["bucket"]))
-        values = [row["invocations"], row["errors"], row["billed_us"], row["cost_pusd"], row["memory_cost_pusd"],
-                  row["cost_1ms_pusd"], row["cost_100ms_pusd"]]
-        totals = [total + value for total, value in zip(totals, values, strict=True)]
-        table.append(_billing_row(str(bucket), values))
-    if len(rows) > 1:
-        table.append(_billing_row("TOTAL", totals))
-    widths = [max(len(row[column]) for row in table) for column in range(len(table[0]))]
-    for row in table:
-        print("  ".join(cell.rjust(width) if index else cell.ljust(width)
-                        for index, (cell, width) in enumerate(zip(row, widths, strict=True))).rstrip())
-    print("costs are exact sums of integer pico-dollars, shown in USD; TIME_PART compares the memory-time\n"
-          "charge alone (without the per-request price) at 100 ms rounding against microsecond billing")
-    return 0
-
-
-def _billing_row(label: str, values: list[int]) -> tuple[str, ...]:
-    calls, errors, billed_us, cost, time_cost, at_1ms, at_100ms = values
-    fixed = cost - time_cost  # per-request (and fuel) charges: the same under any rounding
-    ratio = f"{at_100ms / cost:.1f}x" if cost else "-"
-    time_ratio = f"{(at_100ms - fixed) / time_cost:.0f}x" if time_cost else "-"
-    return (label, str(calls), str(errors), f"{billed_us / 1000:.3f}", dollars(cost), dollars(at_1ms),
-            dollars(at_100ms), ratio, time_ratio)
-
-
-def _explain(args: argparse.Namespace) -> int:
-    record = WorkerClient(args.url).checked("GET", f"/billing/{quote(args.request_id)}").json()
-    phases = record["phases_us"]
-    print(f"request {record['request_id']}: {record['function']}, status {record['status']}, "
-          f"{'cold' if record['cold'] else 'warm'} start")
-    print(f"  queue {phases['queue']} us, restore {phases['restore']} us, run {phases['run']} us "
-          f"-> billed {phases['billed']} us")
-    print(f"  memory {record['memory_mb']} MB reserved, peak {record['peak_memory_bytes']:,} bytes; "
-          f"fuel {record['fuel']:,}; {record['bytes_in']} bytes in, {record['bytes_out']} out")
-    for line in record["price_lines"]:
-        print(f"  {line['item']:<12} {line['cost_pusd']:>14,} p$   {line['formula']}")
-    print(f"  total {record['cost_pusd']:,} p$ = ${record['cost']} "
-          f"(at 1 ms rounding ${record['rounding']['1ms']}, at 100 ms ${record['rounding']['100ms']})")
-    return 0
-
-
-def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def _print_logs(logs: str) -> None:
-    for line in logs.splitlines():
-        print(f"log | {line}", file=sys.stderr)
 
 
 def _runtime_build(args: argparse.Namespace) -> int:

@@ -102,9 +102,10 @@ class WorkerProcess:
 
 
 @pytest.fixture
-def worker(tmp_path: Path) -> Iterator[WorkerProcess]:
+def worker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[WorkerProcess]:
+    """A started worker; parametrize indirectly with "fast" or "h11" to pick --http."""
     process = WorkerProcess(tmp_path / "data", tmp_path / "worker.log")
-    process.start()
+    process.start(*(["--http", request.param] if hasattr(request, "param") else []))
     yield process
     if process.process is not None:
         assert process.stop() == 0, process.log_path.read_text()

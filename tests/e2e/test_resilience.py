@@ -97,3 +97,15 @@ def test_runtime_info() -> None:
     result = run_cli("runtime", "info")
     assert result.returncode == 0
     assert '"built": true' in result.stdout
+
+
+def test_oversized_event_is_413(tmp_path: Path) -> None:
+    process = WorkerProcess(tmp_path / "data", tmp_path / "log", env={"WASMLAMBDA_MAX_EVENT_BYTES": "1000"})
+    process.start("--deploy", str(EXAMPLES / "echo"))
+    try:
+        assert process.run("echo", "x" * 900).status == 200
+        reply = process.run("echo", "x" * 2000, fresh=True)
+        assert reply.status == 413 and reply.error["type"] == "PayloadTooLarge"
+        assert process.run("echo", "ok", fresh=True).json() == "ok"
+    finally:
+        assert process.stop() == 0

@@ -7,25 +7,14 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from ..conftest import EXAMPLES, FunctionFactory
 from .conftest import Reply, WorkerProcess
 
-pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(params=["fast", "h11"])
-def worker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[WorkerProcess]:
-    """Every test here runs against both HTTP implementations (--http)."""
-    process = WorkerProcess(tmp_path / "data", tmp_path / "worker.log")
-    process.start("--http", request.param)
-    yield process
-    if process.process is not None:
-        assert process.stop() == 0, process.log_path.read_text()
+# Every test here runs against both HTTP implementations (--http).
+pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("worker", ["fast", "h11"], indirect=True)]
 
 
 def test_hello_example(worker: WorkerProcess) -> None:
@@ -216,18 +205,6 @@ def test_protocol_errors_and_routes(worker: WorkerProcess) -> None:
     reply = worker.request("GET", "/run/hello")
     assert reply.status == 405 and reply.headers["allow"] == "POST"
     assert worker.request("GET", "/status", fresh=True).json()["status"] == "ok"
-
-
-def test_oversized_event_is_413(tmp_path: Path) -> None:
-    process = WorkerProcess(tmp_path / "data", tmp_path / "log", env={"WASMLAMBDA_MAX_EVENT_BYTES": "1000"})
-    process.start("--deploy", str(EXAMPLES / "echo"))
-    try:
-        assert process.run("echo", "x" * 900).status == 200
-        reply = process.run("echo", "x" * 2000, fresh=True)
-        assert reply.status == 413 and reply.error["type"] == "PayloadTooLarge"
-        assert process.run("echo", "ok", fresh=True).json() == "ok"
-    finally:
-        assert process.stop() == 0
 
 
 def test_keep_alive_and_stats(worker: WorkerProcess) -> None:
