@@ -10,6 +10,7 @@ C (f.c): compile to f.wasm against wasmlambda.h and check its exports.
 from __future__ import annotations
 
 import compileall
+import dataclasses
 import py_compile
 import shutil
 import sys
@@ -20,9 +21,10 @@ from pathlib import Path
 
 from wasmlambda.config import Settings
 from wasmlambda.errors import WasmLambdaError
-from wasmlambda.kernel import Limits
+from wasmlambda.kernel import FunctionSpec, Limits
 from wasmlambda.kernel._package import read_spec
 from wasmlambda.sandbox import Instance, Runtime, RuntimeImage
+from wasmlambda.services import KeyValueService, Services, SQLiteStore
 
 from ._native import compile_c
 from ._package import SKIPPED, pack
@@ -72,9 +74,8 @@ def staged(directory: Path, pip_args: Sequence[str] = (), progress: Callable[[st
                 vendor(staging / REQUIREMENTS, staging / "vendor", pip_args, progress)
             _compile(staging)
         if check:
-            with sandbox(staging) as (runtime, limits):
-                instance = start(runtime, staging, directory.name, limits)
-                instance.close()
+            with sandbox(staging) as local:
+                start(local.runtime, staging, directory.name, local.limits).close()
             progress("the handler loads cleanly in the sandbox")
         yield staging
 
@@ -94,23 +95,39 @@ def _compile(staging: Path) -> None:
                                invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
 
 
+@dataclasses.dataclass
+class LocalSandbox:
+    """The worker's runtime, sized for one function, with throwaway key-value state."""
+
+    runtime: Runtime
+    spec: FunctionSpec
+    services: Services
+
+    @property
+    def limits(self) -> Limits:
+        return self.spec.limits
+
+
 @contextmanager
-def sandbox(staging: Path) -> Iterator[tuple[Runtime, Limits]]:
-    """The worker's runtime, sized for this function's (validated) limits."""
+def sandbox(staging: Path) -> Iterator[LocalSandbox]:
     from wasmlambda import _guest_runtime
 
     settings = Settings()
-    try:
-        limits = read_spec(staging, Limits(settings.default_timeout_ms, settings.default_memory_mb),
-                           settings.max_memory_mb).limits
-        runtime = Runtime(RuntimeImage(_guest_runtime.locate(settings.cache_dir)), settings.cache_dir,
-                          max_instances=1, max_memory_mb=max(limits.memory_mb, 64))
-    except WasmLambdaError as exc:
-        raise BuildError(str(exc)) from None
-    try:
-        yield runtime, limits
-    finally:
-        runtime.close()
+    with tempfile.TemporaryDirectory(prefix="wasmlambda-state-") as state:
+        try:
+            spec = read_spec(staging, Limits(settings.default_timeout_ms, settings.default_memory_mb),
+                             settings.max_memory_mb)
+            services = Services({"kv": KeyValueService(SQLiteStore(Path(state) / "state.sqlite3"))})
+            runtime = Runtime(RuntimeImage(_guest_runtime.locate(settings.cache_dir)), settings.cache_dir,
+                              max_instances=1, max_memory_mb=max(spec.limits.memory_mb, 64),
+                              host_dispatch=services.dispatch)
+        except WasmLambdaError as exc:
+            raise BuildError(str(exc)) from None
+        try:
+            yield LocalSandbox(runtime, spec, services)
+        finally:
+            runtime.close()
+            services.close()
 
 
 def start(runtime: Runtime, staging: Path, name: str, limits: Limits) -> Instance:

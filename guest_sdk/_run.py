@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TextIO
 
 from wasmlambda.errors import GuestError, WasmLambdaError
+from wasmlambda.services import CallContext
 
 from ._build import sandbox, staged, start
 
@@ -23,13 +24,15 @@ def run(directory: Path, event: bytes, pip_args: Sequence[str] = (), out: TextIO
     def progress(message: str) -> None:
         print(message, file=err)
 
-    with staged(directory.resolve(), pip_args, progress, check=False) as staging, sandbox(staging) as (runtime, limits):
+    name = directory.resolve().name
+    with staged(directory.resolve(), pip_args, progress, check=False) as staging, sandbox(staging) as local:
         started = time.perf_counter()
-        instance = start(runtime, staging, directory.resolve().name, limits)
+        instance = start(local.runtime, staging, name, local.limits)
         timings = {"start": time.perf_counter() - started}
         started = time.perf_counter()
         try:
-            result, logs = instance.invoke(event, limits.timeout_ms, os.urandom(8).hex())
+            with local.services.bound(CallContext(name, local.spec.namespaces)):
+                result, logs = instance.invoke(event, local.limits.timeout_ms, os.urandom(8).hex())
         except WasmLambdaError as exc:
             _print_logs(exc.logs, err)
             print(f"error: {type(exc).__name__}: {exc}", file=err)

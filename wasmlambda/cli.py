@@ -58,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (default 8080; 0 picks a free one)")
     serve.add_argument("--data-dir", type=Path, help="where deployed functions are stored")
     serve.add_argument("--http", choices=["fast", "h11"], help="HTTP parser: fast (Cython, default) or h11")
+    serve.add_argument("--state", help="key-value state: sqlite (default, in the data dir) or redis://HOST:PORT/DB")
     serve.add_argument("--default-timeout-ms", type=int, help="timeout of functions that set none (30000)")
     serve.add_argument("--default-memory-mb", type=int, help="memory of functions that set none (128)")
     serve.add_argument("--config", type=Path, help="a TOML settings file")
@@ -78,35 +79,38 @@ def _parser() -> argparse.ArgumentParser:
 
 def _settings(args: argparse.Namespace) -> Settings:
     overrides = {name: getattr(args, name, None)
-                 for name in ("host", "port", "http", "data_dir", "default_timeout_ms", "default_memory_mb")}
+                 for name in ("host", "port", "http", "state", "data_dir", "default_timeout_ms", "default_memory_mb")}
     return load_settings(getattr(args, "config", None), overrides=overrides)
 
 
 def _serve(args: argparse.Namespace) -> int:
     from .sandbox import Runtime, RuntimeImage
+    from .services import KeyValueService, Services, open_store
 
     settings = _settings(args)
     for directory in args.deploy:
         if not (directory / "f.py").is_file() and not (directory / "f.c").is_file():
             raise ConfigError(f"--deploy {directory}: no f.py or f.c in that folder")
     image = RuntimeImage(_guest_runtime.locate(settings.cache_dir))
+    services = Services({"kv": KeyValueService(open_store(settings.state, settings.data_dir))})
     runtime = Runtime(image, settings.cache_dir, max_instances=settings.max_instances,
-                      max_memory_mb=settings.max_memory_mb, meter_fuel=settings.meter_fuel)
+                      max_memory_mb=settings.max_memory_mb, meter_fuel=settings.meter_fuel,
+                      host_dispatch=services.dispatch)
     try:
-        trio.run(_serve_async, settings, runtime, args.deploy)
+        trio.run(_serve_async, settings, runtime, services, args.deploy)
     finally:
         runtime.close()
     return 0
 
 
-async def _serve_async(settings: Settings, runtime: Any, deploy_dirs: list[Path]) -> None:
+async def _serve_async(settings: Settings, runtime: Any, services: Any, deploy_dirs: list[Path]) -> None:
     from guest_sdk import BuildError, build_bytes
 
     from .http import Api, bound_address, open_listeners, serve
     from .kernel import Worker
 
     listeners = await open_listeners(settings.host, settings.port)
-    worker = Worker(settings, runtime, log)
+    worker = Worker(settings, runtime, log, services)
     try:
         for directory in deploy_dirs:
             try:

@@ -61,6 +61,9 @@ class Settings:
     price_million_fuel_pusd: int = 0
     # Ledger writes are batched: at most this much is lost on a kill -9.
     ledger_flush_ms: int = 200
+    # Key-value state for guests: "sqlite" (state.sqlite3 in the data dir) or
+    # a redis:// URL, for several workers sharing state.
+    state: str = "sqlite"
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

@@ -28,6 +28,7 @@ CASES: dict[str, list[tuple[Any, Any]]] = {
     "hello": [({"name": "alice"}, {"hello": "alice"}), (None, {"hello": "world"})],
     "hello_c": [({"name": "alice"}, {"hello": "alice"}), ({}, {"hello": "world"})],
     "echo": [({"any": ["json", 1, None]}, {"any": ["json", 1, None]})],
+    "counter": [({}, {"count": 1}), (None, {"count": 2}), ({"by": 5}, {"count": 7})],
     "wordcount": [
         ({"text": "to be or not to be", "top": 2}, {"total": 6, "distinct": 4, "top": [["to", 2], ["be", 2]]}),
         ({"text": "Don't stop, don't!"}, {"total": 3, "distinct": 2, "top": [["don't", 2], ["stop", 1]]}),

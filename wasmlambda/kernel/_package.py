@@ -10,6 +10,9 @@ optional ``wasmlambda.toml``; or, for a native function, ``f.wasm`` built by
     timeout_ms = 30000
     memory_mb = 128
 
+    [state]
+    namespaces = ["shared"]  # key-value namespaces granted besides the function's own
+
 Extraction trusts nothing in the archive: only regular files and
 directories, no absolute paths or ``..``, bounded count and size.  An archive
 whose entries all sit under one top-level folder (``tar czf hello.tgz
@@ -55,13 +58,16 @@ class FunctionSpec:
 
     limits: Limits
     isolation: str = "warm"
+    namespaces: frozenset[str] = frozenset()
 
     def to_json(self) -> dict[str, Any]:
-        return {"isolation": self.isolation, "limits": dataclasses.asdict(self.limits)}
+        return {"isolation": self.isolation, "limits": dataclasses.asdict(self.limits),
+                "state": {"namespaces": sorted(self.namespaces)}}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FunctionSpec:
-        return cls(Limits(**data["limits"]), data["isolation"])
+        return cls(Limits(**data["limits"]), data["isolation"],
+                   frozenset(data.get("state", {}).get("namespaces", ())))
 
 
 def check_name(name: str) -> str:
@@ -138,11 +144,16 @@ def read_spec(code_dir: Path, default: Limits, max_memory_mb: int) -> FunctionSp
         document = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise DeployError(f"{MANIFEST_FILE}: {exc}") from None
-    _reject_unknown(document, {"function", "limits"}, "")
+    _reject_unknown(document, {"function", "limits", "state"}, "")
     function = _table(document, "function")
     limits = _table(document, "limits")
+    state = _table(document, "state")
     _reject_unknown(function, {"isolation"}, "function.")
     _reject_unknown(limits, {"timeout_ms", "memory_mb"}, "limits.")
+    _reject_unknown(state, {"namespaces"}, "state.")
+    namespaces = state.get("namespaces", [])
+    if not isinstance(namespaces, list) or not all(isinstance(n, str) and _NAME.fullmatch(n) for n in namespaces):
+        raise DeployError(f"{MANIFEST_FILE}: state.namespaces must be a list of names like function names")
     isolation = function.get("isolation", "warm")
     if isolation not in ISOLATION_MODES:
         raise DeployError(f"{MANIFEST_FILE}: function.isolation must be one of {ISOLATION_MODES}, got {isolation!r}")
@@ -154,7 +165,7 @@ def read_spec(code_dir: Path, default: Limits, max_memory_mb: int) -> FunctionSp
         check_memory_mb(memory_mb, max_memory_mb)
     except ConfigError as exc:
         raise DeployError(f"{MANIFEST_FILE}: limits.{exc}") from None
-    return FunctionSpec(Limits(timeout_ms, memory_mb), isolation)
+    return FunctionSpec(Limits(timeout_ms, memory_mb), isolation, frozenset(namespaces))
 
 
 def _table(document: dict[str, Any], key: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import trio
 from ..config import Settings
 from ..errors import DeadlineExceeded, DeployError, PayloadTooLarge, WasmLambdaError
 from ..sandbox import Instance, Runtime
+from ..services import CallContext, Services
 from ._ledger import Ledger
 from ._logs import LogStore
 from ._meter import PriceModel, Usage, microseconds
@@ -54,9 +55,12 @@ class Invocation:
 
 
 class Worker:
-    def __init__(self, settings: Settings, runtime: Runtime, log: Callable[[str], None] = print) -> None:
+    def __init__(self, settings: Settings, runtime: Runtime, log: Callable[[str], None] = print,
+                 services: Services | None = None) -> None:
         self.settings = settings
         self.runtime = runtime
+        # The same Services whose dispatch the runtime's host-call import uses.
+        self.services = services or Services({})
         self.log = log
         self.default_limits = Limits(settings.default_timeout_ms, settings.default_memory_mb)
         self.registry = Registry(settings.data_dir)
@@ -122,7 +126,8 @@ class Worker:
                 instance = self._cold_start(function)
                 restored = time.perf_counter_ns()
             try:
-                return instance.invoke(event, limits.timeout_ms, request_id)
+                with self.services.bound(CallContext(name, function.spec.namespaces)):
+                    return instance.invoke(event, limits.timeout_ms, request_id)
             finally:
                 finished = time.perf_counter_ns()
                 if self.ledger is not None:
@@ -236,6 +241,7 @@ class Worker:
     def close(self) -> None:
         self.scheduler.close()
         self.pool.close()
+        self.services.close()
         if self.ledger is not None:
             self.ledger.close()
 

@@ -25,6 +25,7 @@ import wasmtime
 from wasmtime import _ffi as ffi
 
 from ..errors import CapacityExceeded, DeadlineExceeded, DeployError, GuestTrap, MemoryLimitExceeded
+from ._hostcalls import Dispatch, HostCalls
 from ._instance import GUEST_CODE_DIR, GUEST_STDLIB, TICK_MS, Instance
 from ._snapshot import Snapshot
 
@@ -56,13 +57,14 @@ class Runtime:
     """Engine + compiled module + pre-linked instance factory."""
 
     def __init__(self, image: RuntimeImage, cache_dir: Path, *, max_instances: int, max_memory_mb: int,
-                 meter_fuel: bool = False) -> None:
+                 meter_fuel: bool = False, host_dispatch: Dispatch | None = None) -> None:
         self.image = image
         self.meter_fuel = meter_fuel
         self.engine = wasmtime.Engine(_engine_config(max_instances + _SPARE_SLOTS, max_memory_mb, meter_fuel))
         self.module = _load_module(self.engine, image, cache_dir / "compiled", meter_fuel)
         self._linker = wasmtime.Linker(self.engine)
         self._linker.define_wasi()
+        HostCalls(host_dispatch).link(self._linker)
         self._pre = self._linker.instantiate_pre(self.module)
         self._empty_code_dir = tempfile.TemporaryDirectory(prefix="wasmlambda-empty-")
         self._stop_ticking = threading.Event()
@@ -165,7 +167,8 @@ class Runtime:
         if missing:
             raise DeployError(f"{wasm.name} does not export {', '.join(missing)}: build it with guest_sdk "
                               "against wasmlambda.h")
-        foreign = sorted(f"{i.module}.{i.name}" for i in module.imports if i.module != "wasi_snapshot_preview1")
+        foreign = sorted(f"{i.module}.{i.name}" for i in module.imports
+                         if i.module not in ("wasi_snapshot_preview1", "wasmlambda"))
         if foreign:
             raise DeployError(f"{wasm.name} imports {foreign[0]}, which the sandbox does not provide")
         return NativeProgram(self._linker.instantiate_pre(module), "_initialize" in exports)

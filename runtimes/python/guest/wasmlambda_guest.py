@@ -1,9 +1,10 @@
 """What a handler can use from inside the sandbox.
 
-    from wasmlambda_guest import context, log
+    from wasmlambda_guest import context, kv, log
 
     def f(event):
         log("called as", context.function_name, "request", context.request_id)
+        visits = kv.incr("visits")
         if context.remaining_time_ms() < 100:
             ...
 
@@ -11,10 +12,12 @@
 invocation's logs (``GET /logs/<fn>``, ``wasmlambda logs <fn>``).
 """
 
+import base64
+import json
 import sys
 import time
 
-__all__ = ["Context", "context", "log"]
+__all__ = ["Context", "KeyValue", "ServiceError", "context", "kv", "log"]
 
 
 class Context:
@@ -43,3 +46,55 @@ context = Context()
 def log(*values, sep=" "):
     """Add one line to this invocation's logs."""
     print(*values, sep=sep, file=sys.stdout)
+
+
+class ServiceError(Exception):
+    """A host service (key-value state, ...) refused or failed a request."""
+
+
+def _service(request):
+    import _wl_host  # the shim's builtin module: the one door to the host
+
+    response = json.loads(_wl_host.call(json.dumps(request).encode()))
+    if "error" in response:
+        raise ServiceError(response["error"])
+    return response["ok"]
+
+
+class KeyValue:
+    """Key-value state that outlives instances and restarts.
+
+    Keys are strings; values are bytes (stored as given) or anything JSON can
+    encode (stored as JSON; read back with ``get_json``).  Each function has
+    its own namespace; ``namespace=`` reaches another one only if the
+    function's wasmlambda.toml grants it (``[state] namespaces = [...]``).
+    """
+
+    def get(self, key, namespace=None):
+        """The stored bytes, or None."""
+        value = _service({"service": "kv", "op": "get", "key": key, "namespace": namespace})
+        return None if value is None else base64.b64decode(value)
+
+    def get_json(self, key, default=None, namespace=None):
+        value = self.get(key, namespace)
+        return default if value is None else json.loads(value)
+
+    def put(self, key, value, namespace=None):
+        data = value if isinstance(value, (bytes, bytearray)) else json.dumps(value).encode()
+        _service({"service": "kv", "op": "put", "key": key, "namespace": namespace,
+                  "value": base64.b64encode(data).decode()})
+
+    def delete(self, key, namespace=None):
+        """True if the key existed."""
+        return _service({"service": "kv", "op": "delete", "key": key, "namespace": namespace})
+
+    def incr(self, key, amount=1, namespace=None):
+        """Add ``amount`` to an integer counter (0 if absent) atomically; the new value."""
+        return _service({"service": "kv", "op": "incr", "key": key, "amount": amount, "namespace": namespace})
+
+    def keys(self, prefix="", namespace=None):
+        """Sorted keys starting with ``prefix``."""
+        return _service({"service": "kv", "op": "keys", "prefix": prefix, "namespace": namespace})
+
+
+kv = KeyValue()

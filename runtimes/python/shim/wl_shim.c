@@ -9,6 +9,12 @@
  *                          Python layer itself failed (never for handler errors)
  *   wizer.initialize       boots the interpreter once, at snapshot time
  *
+ * Imports (module "wasmlambda"), the way guests reach host services:
+ *   host_call(ptr, len) -> i32   hand the host a request; the response's
+ *                                length, or -1 if the host failed
+ *   host_read(ptr)               copy that pending response into guest memory
+ * Python sees them as the builtin module `_wl_host` (`call(bytes) -> bytes`).
+ *
  * Both buffers persist across calls, so a warm request costs the host one
  * wl_handle call (plus wl_reserve only when the input outgrows the buffer).
  * The response points straight into a bytes object kept alive until the next
@@ -19,6 +25,39 @@
 #include <stdlib.h>
 
 void _initialize(void);
+
+__attribute__((import_module("wasmlambda"), import_name("host_call")))
+int32_t wl_host_call(const char *request, int32_t size);
+__attribute__((import_module("wasmlambda"), import_name("host_read")))
+void wl_host_read(char *response);
+
+static PyObject *host_call(PyObject *module, PyObject *request) {
+    if (!PyBytes_Check(request)) {
+        PyErr_SetString(PyExc_TypeError, "_wl_host.call takes bytes");
+        return NULL;
+    }
+    int32_t size = wl_host_call(PyBytes_AS_STRING(request), (int32_t)PyBytes_GET_SIZE(request));
+    if (size < 0) {
+        PyErr_SetString(PyExc_RuntimeError, "the host failed to answer a service call");
+        return NULL;
+    }
+    PyObject *response = PyBytes_FromStringAndSize(NULL, size);
+    if (response != NULL) {
+        wl_host_read(PyBytes_AS_STRING(response));
+    }
+    return response;
+}
+
+static PyMethodDef host_methods[] = {
+    {"call", host_call, METH_O, "Send a request to the host's services; returns the response."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef host_module = {PyModuleDef_HEAD_INIT, "_wl_host", NULL, -1, host_methods};
+
+static PyObject *init_host_module(void) {
+    return PyModule_Create(&host_module);
+}
 
 static char *input_buffer;
 static size_t input_capacity;
@@ -59,6 +98,9 @@ int64_t wl_handle(size_t size) {
 }
 
 static int boot(void) {
+    if (PyImport_AppendInittab("_wl_host", init_host_module) != 0) {
+        return -1;
+    }
     PyConfig config;
     PyConfig_InitIsolatedConfig(&config);
     config.site_import = 0;

@@ -1,0 +1,82 @@
+"""Host services as plugins: the dispatch behind the guest's one host-call import.
+
+Theory of operation (in the manner of Spin's factors): each service is
+configured once from the settings, sees every guest request addressed to
+it together with the *call context* (which function is running, which
+state namespaces it was granted), and is closed at shutdown.  The worker
+binds the context for the duration of a guest call on the sandbox thread;
+the sandbox's host-call import hands request bytes to :meth:`Services.dispatch`.
+
+Requests and responses are JSON: ``{"service", "op", ...}`` in,
+``{"ok": value}`` or ``{"error": "<service>: <phase>: <message>"}`` out, so
+a failing service is named to the guest, which raises ServiceError.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+
+@dataclasses.dataclass(frozen=True)
+class CallContext:
+    function: str
+    namespaces: frozenset[str]  # state namespaces granted besides the function's own
+
+
+class ServiceFailure(Exception):
+    """A request the service refuses (bad input, a namespace not granted, a backend down)."""
+
+
+class Service(Protocol):
+    name: str
+
+    def handle(self, context: CallContext, request: dict[str, Any]) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+class Services:
+    def __init__(self, services: Mapping[str, Service]) -> None:
+        self._services = dict(services)
+        self._local = threading.local()
+
+    @contextmanager
+    def bound(self, context: CallContext) -> Iterator[None]:
+        """Make ``context`` the current call's, on this (sandbox) thread."""
+        previous = getattr(self._local, "context", None)
+        self._local.context = context
+        try:
+            yield
+        finally:
+            self._local.context = previous
+
+    def dispatch(self, raw: bytes) -> bytes:
+        try:
+            request = json.loads(raw)
+            name = request.get("service")
+        except (ValueError, AttributeError):
+            return _error("host", "decode", "the request is not a JSON object")
+        service = self._services.get(name)
+        if service is None:
+            return _error(str(name), "dispatch", "no such service on this worker")
+        context: CallContext | None = getattr(self._local, "context", None)
+        if context is None:
+            return _error(name, "prepare", "host services are only available while a request is handled")
+        try:
+            result = service.handle(context, request)
+        except ServiceFailure as exc:
+            return _error(name, str(request.get("op", "?")), str(exc))
+        return json.dumps({"ok": result}).encode()
+
+    def close(self) -> None:
+        for service in self._services.values():
+            service.close()
+
+
+def _error(service: str, phase: str, message: str) -> bytes:
+    return json.dumps({"error": f"{service}: {phase}: {message}"}).encode()

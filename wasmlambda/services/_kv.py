@@ -1,0 +1,196 @@
+"""Key-value state for guests, over SQLite (embedded default) or Redis.
+
+Keys live in namespaces: a function's own name, plus those its
+wasmlambda.toml grants.  Values are bytes; counters are decimal ASCII, as
+Redis keeps them, so both backends agree on every operation.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any, Protocol, cast
+from urllib.parse import urlsplit
+
+from ..errors import ConfigError
+from ._host import CallContext, ServiceFailure
+
+MAX_KEY_BYTES = 1024
+MAX_VALUE_BYTES = 1 << 20
+
+
+class Store(Protocol):
+    def get(self, namespace: str, key: str) -> bytes | None: ...
+
+    def put(self, namespace: str, key: str, value: bytes) -> None: ...
+
+    def delete(self, namespace: str, key: str) -> bool: ...
+
+    def incr(self, namespace: str, key: str, amount: int) -> int: ...
+
+    def keys(self, namespace: str, prefix: str) -> list[str]: ...
+
+    def close(self) -> None: ...
+
+
+class SQLiteStore:
+    """One connection behind a lock: calls come from several sandbox threads."""
+
+    def __init__(self, path: Path) -> None:
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS kv (namespace TEXT, key TEXT, value BLOB, "
+                         "PRIMARY KEY (namespace, key)) WITHOUT ROWID")
+
+    def get(self, namespace: str, key: str) -> bytes | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM kv WHERE namespace = ? AND key = ?", (namespace, key)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def put(self, namespace: str, key: str, value: bytes) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?)", (namespace, key, value))
+
+    def delete(self, namespace: str, key: str) -> bool:
+        with self._lock:
+            return self._db.execute("DELETE FROM kv WHERE namespace = ? AND key = ?", (namespace, key)).rowcount > 0
+
+    def incr(self, namespace: str, key: str, amount: int) -> int:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute("SELECT value FROM kv WHERE namespace = ? AND key = ?",
+                                       (namespace, key)).fetchone()
+                value = _as_counter(None if row is None else bytes(row[0])) + amount
+                self._db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?)", (namespace, key, str(value).encode()))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return value
+
+    def keys(self, namespace: str, prefix: str) -> list[str]:
+        with self._lock:
+            rows = self._db.execute("SELECT key FROM kv WHERE namespace = ? AND substr(key, 1, ?) = ? ORDER BY key",
+                                    (namespace, len(prefix), prefix)).fetchall()
+        return [row[0] for row in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class RedisStore:
+    """Keys are ``wl:<namespace>:<key>`` (namespaces never contain a colon)."""
+
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self._redis = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+
+    def _key(self, namespace: str, key: str) -> str:
+        return f"wl:{namespace}:{key}"
+
+    def get(self, namespace: str, key: str) -> bytes | None:
+        return cast("bytes | None", self._redis.get(self._key(namespace, key)))
+
+    def put(self, namespace: str, key: str, value: bytes) -> None:
+        self._redis.set(self._key(namespace, key), value)
+
+    def delete(self, namespace: str, key: str) -> bool:
+        return int(self._redis.delete(self._key(namespace, key))) > 0
+
+    def incr(self, namespace: str, key: str, amount: int) -> int:
+        import redis
+
+        try:
+            return int(self._redis.incrby(self._key(namespace, key), amount))
+        except redis.ResponseError as exc:
+            raise ServiceFailure(f"{key!r} does not hold an integer counter ({exc})") from None
+
+    def keys(self, namespace: str, prefix: str) -> list[str]:
+        pattern = self._key(namespace, re.sub(r"([*?\[\]\\])", r"\\\1", prefix)) + "*"
+        start = len(self._key(namespace, ""))
+        return sorted(key.decode()[start:] for key in self._redis.scan_iter(match=pattern, count=1000))
+
+    def close(self) -> None:
+        self._redis.close()
+
+
+def open_store(spec: str, data_dir: Path) -> Store:
+    """``sqlite`` (the data dir's state.sqlite3) or ``redis://host:port/db``."""
+    if spec == "sqlite":
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return SQLiteStore(data_dir / "state.sqlite3")
+    if urlsplit(spec).scheme in ("redis", "rediss", "unix"):
+        return RedisStore(spec)
+    raise ConfigError(f"state must be 'sqlite' or a redis:// URL, got {spec!r}")
+
+
+def _as_counter(value: bytes | None) -> int:
+    if value is None:
+        return 0
+    try:
+        return int(value)
+    except ValueError:
+        raise ServiceFailure("the key does not hold an integer counter") from None
+
+
+class KeyValueService:
+    name = "kv"
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def handle(self, context: CallContext, request: dict[str, Any]) -> Any:
+        try:
+            return self._handle(context, request)
+        except (OSError, sqlite3.Error) as exc:
+            raise ServiceFailure(f"the state store failed: {exc}") from None
+        except Exception as exc:  # a backend's own errors (redis.ConnectionError, ...)
+            if type(exc).__module__.startswith("redis"):
+                raise ServiceFailure(f"the state store failed: {exc}") from None
+            raise
+
+    def _handle(self, context: CallContext, request: dict[str, Any]) -> Any:
+        namespace = request.get("namespace") or context.function
+        if namespace != context.function and namespace not in context.namespaces:
+            raise ServiceFailure(f"namespace {namespace!r} is not granted to {context.function!r} "
+                                 "(add it to [state] namespaces in wasmlambda.toml)")
+        op = request.get("op")
+        if op == "keys":
+            prefix = request.get("prefix", "")
+            if not isinstance(prefix, str):
+                raise ServiceFailure("prefix must be a string")
+            return self.store.keys(namespace, prefix)
+        key = request.get("key")
+        if not isinstance(key, str) or not key or len(key.encode()) > MAX_KEY_BYTES:
+            raise ServiceFailure(f"keys are non-empty strings of at most {MAX_KEY_BYTES} bytes")
+        if op == "get":
+            value = self.store.get(namespace, key)
+            return None if value is None else base64.b64encode(value).decode()
+        if op == "put":
+            try:
+                data = base64.b64decode(request["value"], validate=True)
+            except (KeyError, TypeError, binascii.Error):
+                raise ServiceFailure("put needs a base64 value") from None
+            if len(data) > MAX_VALUE_BYTES:
+                raise ServiceFailure(f"values are at most {MAX_VALUE_BYTES} bytes")
+            self.store.put(namespace, key, data)
+            return None
+        if op == "delete":
+            return self.store.delete(namespace, key)
+        if op == "incr":
+            amount = request.get("amount", 1)
+            if not isinstance(amount, int) or isinstance(amount, bool):
+                raise ServiceFailure("amount must be an integer")
+            return self.store.incr(namespace, key, amount)
+        raise ServiceFailure(f"unknown operation {op!r}")
+
+    def close(self) -> None:
+        self.store.close()
