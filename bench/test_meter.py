@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 
 from wasmlambda.kernel import Ledger, PriceModel, Usage
+from wasmlambda.kernel._composition import Bill
 from wasmlambda.kernel._metrics import Metrics
 
 PRICES = PriceModel(16_666_667, 200_000)
+NO_CALLEES = Bill()
 
 
 @pytest.mark.benchmark(group="warm-call")
@@ -20,7 +22,7 @@ def test_meter_per_call(benchmark, tmp_path: Path) -> None:  # type: ignore[no-u
 
     def meter() -> int:
         usage = Usage("0123456789abcdef", "hello", 1.0, 200, False, 40, 0, 300, 128, 7 << 20, 0, 17, 18)
-        cost = ledger.record(usage, PRICES)
+        cost = ledger.record(usage, PRICES.quote(usage), NO_CALLEES)
         metrics.record(usage, 350, cost)
         return cost
 

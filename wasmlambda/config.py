@@ -64,6 +64,9 @@ class Settings:
     # Key-value state for guests: "sqlite" (state.sqlite3 in the data dir) or
     # a redis:// URL, for several workers sharing state.
     state: str = "sqlite"
+    # Functions calling functions (wasmlambda_guest.invoke / map).
+    max_call_depth: int = 8
+    max_fan_out: int = 64
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -71,7 +74,8 @@ class Settings:
         if self.http not in ("fast", "h11"):
             raise ConfigError(f"http must be fast or h11, got {self.http!r}")
         for name in ("default_timeout_ms", "idle_timeout_s", "max_instances", "sandbox_threads",
-                     "max_event_bytes", "max_package_bytes", "memory_budget_mb", "ledger_flush_ms"):
+                     "max_event_bytes", "max_package_bytes", "memory_budget_mb", "ledger_flush_ms",
+                     "max_call_depth", "max_fan_out"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         for name in ("max_queue", "price_gb_second_pusd", "price_request_pusd", "price_million_fuel_pusd"):

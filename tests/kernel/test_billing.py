@@ -9,6 +9,7 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 from wasmlambda.kernel import Ledger, PriceModel, Usage, dollars
+from wasmlambda.kernel._composition import Bill
 from wasmlambda.kernel._meter import microseconds
 from wasmlambda.kernel._metrics import Metrics
 
@@ -80,8 +81,8 @@ def test_ledger_batches_aggregates_and_survives_reopen(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         ledger = Ledger(path, flush_interval_s=60)
-        costs = [ledger.record(usage(f"r{i}", "a" if i % 3 else "b", run_us=100 + i, ts=60.0 * i), PRICES)
-                 for i in range(30)]
+        calls = [usage(f"r{i}", "a" if i % 3 else "b", run_us=100 + i, ts=60.0 * i) for i in range(30)]
+        costs = [ledger.record(call, PRICES.quote(call), Bill()) for call in calls]
         assert ledger.pending == 30
         by_fn = await ledger.aggregate(None, None, None, "fn")  # queries flush first
         assert ledger.pending == 0
@@ -92,7 +93,10 @@ def test_ledger_batches_aggregates_and_survives_reopen(tmp_path: Path) -> None:
         record = await ledger.find("r7")
         assert record is not None and record["run_us"] == 107 and record["cost_pusd"] == costs[7]
         assert await ledger.find("nope") is None
-        ledger.record(usage("late"), PRICES)
+        late = usage("late")
+        nested = Bill()
+        nested.add((5, 1, 6, 7), 2)
+        assert ledger.record(late, PRICES.quote(late), nested) == PRICES.cost(late) + 5
         ledger.close()  # writes what is pending
 
     trio.run(scenario)

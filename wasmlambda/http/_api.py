@@ -120,7 +120,10 @@ class Api:
             "cold": usage.cold,
             "phases_us": {"queue": usage.queue_us, "restore": usage.restore_us, "run": usage.run_us,
                           "billed": usage.billed_us},
-            "price_lines": prices.explain(usage),
+            "price_lines": prices.explain(usage) + ([{
+                "item": "nested calls", "cost_pusd": record["nested_cost_pusd"],
+                "formula": f"{record['nested_calls']} call(s) made with wasmlambda_guest.invoke/map"}]
+                if record["nested_calls"] else []),
             "cost": dollars(record["cost_pusd"]),
             "rounding": {"1ms": dollars(record["cost_1ms_pusd"]), "100ms": dollars(record["cost_100ms_pusd"])},
         })
@@ -171,6 +174,8 @@ def run_response(invocation: Invocation, with_logs: bool = False) -> Response:
             (b"x-wasmlambda-cost", dollars(invocation.cost_pusd).encode()),
             (b"x-wasmlambda-cost-pusd", b"%d" % invocation.cost_pusd),
         ]
+        if invocation.nested_calls:
+            meta.append((b"x-wasmlambda-nested-calls", b"%d" % invocation.nested_calls))
     if invocation.error is not None:
         response = error_response(invocation.error, invocation.logs if with_logs else None)
         response.headers += meta

@@ -18,11 +18,12 @@ from typing import Any
 
 import trio
 
-from ._meter import PriceModel, Usage
+from ._composition import Bill, Quote
+from ._meter import Usage
 
 COLUMNS = ("request_id", "function", "ts", "status", "cold", "queue_us", "restore_us", "run_us", "billed_us",
            "memory_mb", "peak_memory_bytes", "fuel", "bytes_in", "bytes_out", "cost_pusd", "memory_cost_pusd",
-           "cost_1ms_pusd", "cost_100ms_pusd")
+           "cost_1ms_pusd", "cost_100ms_pusd", "nested_calls", "nested_cost_pusd")
 GROUPS = {"fn": "function", "minute": "CAST(ts / 60 AS INTEGER) * 60", "hour": "CAST(ts / 3600 AS INTEGER) * 3600"}
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS invocations (
@@ -48,14 +49,20 @@ class Ledger:
         self._connection.execute("PRAGMA journal_mode=WAL")
         self._connection.execute("PRAGMA synchronous=NORMAL")
         self._connection.executescript(_SCHEMA)
+        present = {row[1] for row in self._connection.execute("PRAGMA table_info(invocations)")}
+        for column in COLUMNS:
+            if column not in present:  # a ledger written by an older version
+                self._connection.execute(f"ALTER TABLE invocations ADD COLUMN {column} INTEGER DEFAULT 0")
 
-    def record(self, usage: Usage, prices: PriceModel) -> int:
-        """Queue the call's row; returns its cost in pico-dollars."""
-        cost, memory_cost, at_1ms, at_100ms = prices.quote(usage)
+    def record(self, usage: Usage, quote: Quote, nested: Bill) -> int:
+        """Queue a request's row: its own quote plus its nested calls'.
+        Returns the request's cost in pico-dollars."""
+        cost, memory_cost, at_1ms, at_100ms = nested.with_own(quote)
         self._pending.append((
             usage.request_id, usage.function, usage.started_at, usage.status, int(usage.cold), usage.queue_us,
             usage.restore_us, usage.run_us, usage.billed_us, usage.memory_mb, usage.peak_memory_bytes,
             usage.fuel, usage.bytes_in, usage.bytes_out, cost, memory_cost, at_1ms, at_100ms,
+            nested.calls, nested.totals[0],
         ))
         return cost
 

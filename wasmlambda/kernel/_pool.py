@@ -5,12 +5,14 @@ goes back here; the next call of the same version takes the most recently
 used one (its pages are the likeliest to be resident).  Three things evict,
 oldest first: idleness past ``idle_timeout_s``, the linear memory of idle
 instances exceeding the budget, and the pooling allocator's slot count
-(``max_instances``, shared with running calls).  Only the Trio thread
-touches the pool, so it needs no locks.
+(``max_instances``, shared with running calls).  The Trio thread and,
+for nested calls (``wasmlambda_guest.invoke``), sandbox threads use the
+pool, so every operation holds a lock; none of them blocks for long.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -33,6 +35,7 @@ class Pool:
         self.idle_bytes = 0
         self.busy = 0
         self.evictions = 0
+        self._lock = threading.RLock()
 
     def __len__(self) -> int:
         return len(self._idle)
@@ -40,45 +43,49 @@ class Pool:
     def acquire(self, key: FunctionKey) -> Instance | None:
         """A warm instance for ``key``, or None: the caller starts one cold
         (room for it is made here)."""
-        self.busy += 1
-        stack = self._by_function.get(key)
-        if stack:
-            instance = stack.pop()
-            self.idle_bytes -= self._idle.pop(instance)[1]
-            return instance
-        while self._idle and len(self._idle) + self.busy > self.max_instances:
-            self._evict_oldest()
-        return None
+        with self._lock:
+            self.busy += 1
+            stack = self._by_function.get(key)
+            if stack:
+                instance = stack.pop()
+                self.idle_bytes -= self._idle.pop(instance)[1]
+                return instance
+            while self._idle and len(self._idle) + self.busy > self.max_instances:
+                self._evict_oldest()
+            return None
 
     def release(self, key: FunctionKey, instance: Instance | None, keep: bool) -> None:
         """End a lease; ``keep`` puts a healthy instance back for reuse."""
-        self.busy -= 1
-        if instance is None:
-            return
-        if not keep or instance.dead:
-            instance.close()
-            return
-        size = instance.memory_size()
-        self._idle[instance] = (key, size, self._clock())
-        self._by_function.setdefault(key, []).append(instance)
-        self.idle_bytes += size
-        while self.idle_bytes > self.memory_budget:
-            self._evict_oldest()
+        with self._lock:
+            self.busy -= 1
+            if instance is None:
+                return
+            if not keep or instance.dead:
+                instance.close()
+                return
+            size = instance.memory_size()
+            self._idle[instance] = (key, size, self._clock())
+            self._by_function.setdefault(key, []).append(instance)
+            self.idle_bytes += size
+            while self.idle_bytes > self.memory_budget:
+                self._evict_oldest()
 
     def drop(self, name: str) -> None:
         """Forget every idle instance of a function (redeployed or removed)."""
-        for key in [key for key in self._by_function if key[0] == name]:
-            for instance in self._by_function.pop(key):
-                self.idle_bytes -= self._idle.pop(instance)[1]
-                instance.close()
+        with self._lock:
+            for key in [key for key in self._by_function if key[0] == name]:
+                for instance in self._by_function.pop(key):
+                    self.idle_bytes -= self._idle.pop(instance)[1]
+                    instance.close()
 
     def evict_idle(self) -> int:
-        deadline = self._clock() - self.idle_timeout_s
-        evicted = 0
-        while self._idle and next(iter(self._idle.values()))[2] <= deadline:
-            self._evict_oldest()
-            evicted += 1
-        return evicted
+        with self._lock:
+            deadline = self._clock() - self.idle_timeout_s
+            evicted = 0
+            while self._idle and next(iter(self._idle.values()))[2] <= deadline:
+                self._evict_oldest()
+                evicted += 1
+            return evicted
 
     def _evict_oldest(self) -> None:
         instance, (key, size, _) = self._idle.popitem(last=False)
@@ -90,5 +97,6 @@ class Pool:
         instance.close()
 
     def close(self) -> None:
-        while self._idle:
-            self._evict_oldest()
+        with self._lock:
+            while self._idle:
+                self._evict_oldest()

@@ -20,7 +20,8 @@ import trio
 from ..config import Settings
 from ..errors import DeadlineExceeded, DeployError, PayloadTooLarge, WasmLambdaError
 from ..sandbox import Instance, Runtime
-from ..services import CallContext, Services
+from ..services import CallContext, ServiceFailure, Services
+from ._composition import Bill, InvokeService
 from ._ledger import Ledger
 from ._logs import LogStore
 from ._meter import PriceModel, Usage, microseconds
@@ -34,6 +35,23 @@ from ._scheduler import Scheduler
 _UNPACK_RATIO = 4
 
 
+@dataclasses.dataclass
+class _Run:
+    """What one guest call did, measured on the thread that ran it."""
+
+    arrived: int
+    begun: int = 0
+    restored: int = 0
+    finished: int = 0
+    cold: bool = False
+    peak_memory: int = 0
+    fuel: int = 0
+    instance: Instance | None = None
+
+    def __post_init__(self) -> None:
+        self.begun = self.restored = self.finished = self.arrived
+
+
 @dataclasses.dataclass(frozen=True)
 class Invocation:
     """One call's outcome: the JSON result or the error, its usage and cost, its logs."""
@@ -44,6 +62,7 @@ class Invocation:
     result: bytes | None = None
     error: WasmLambdaError | None = None
     logs: str = ""
+    nested_calls: int = 0
 
     @property
     def request_id(self) -> str:
@@ -61,6 +80,7 @@ class Worker:
         self.runtime = runtime
         # The same Services whose dispatch the runtime's host-call import uses.
         self.services = services or Services({})
+        self.services.add(InvokeService(self))
         self.log = log
         self.default_limits = Limits(settings.default_timeout_ms, settings.default_memory_mb)
         self.registry = Registry(settings.data_dir)
@@ -108,55 +128,105 @@ class Worker:
     # -- invoking ---------------------------------------------------------
 
     async def invoke(self, name: str, event: bytes) -> Invocation:
+        """A request from outside: queued for a sandbox thread, billed, logged."""
         function = self.registry.get(name)
         limits = function.spec.limits
+        arrived = time.perf_counter_ns()
+        context = CallContext(name, function.spec.namespaces, os.urandom(8).hex(), 0, (name,),
+                              arrived + (limits.timeout_ms + 50) * 1_000_000, Bill())
+        run = _Run(arrived)
         key = (function.name, function.version)
-        request_id = os.urandom(8).hex()
-        started_at = time.time()
-        arrived = begun = restored = finished = time.perf_counter_ns()
         instance = self.pool.acquire(key)
-        cold = instance is None
-        keep = function.spec.isolation == "warm"
-        peak_memory = fuel = 0
-
-        def call() -> tuple[bytes, str]:
-            nonlocal instance, begun, restored, finished, peak_memory, fuel
-            begun = restored = time.perf_counter_ns()
-            if instance is None:
-                instance = self._cold_start(function)
-                restored = time.perf_counter_ns()
-            try:
-                with self.services.bound(CallContext(name, function.spec.namespaces)):
-                    return instance.invoke(event, limits.timeout_ms, request_id)
-            finally:
-                finished = time.perf_counter_ns()
-                if self.ledger is not None:
-                    peak_memory, fuel = instance.memory_size(), instance.fuel_used
-                if instance.dead or not keep:
-                    # Closing resets the pooled memory slot (~0.2 ms): do it
-                    # here, on the worker thread, not on the event loop.
-                    instance.close()
-                    instance = None
-
         result: bytes | None = None
         error: WasmLambdaError | None = None
         try:
-            result, logs = await self.scheduler.run(call, limits.timeout_ms)
+            result, logs = await self.scheduler.run(lambda: self._run_guest(function, instance, event, context, run),
+                                                    limits.timeout_ms)
         except DeadlineExceeded as exc:
             # Abandoned: the thread still owns the instance and frees it when done.
-            instance, error, logs = None, exc, exc.logs
-            finished = time.perf_counter_ns()
+            error, logs, run.instance = exc, exc.logs, None
+            run.finished = time.perf_counter_ns()
         except WasmLambdaError as exc:
             error, logs = exc, exc.logs
-        self.pool.release(key, instance, keep)
-        usage = Usage(request_id, name, started_at, 200 if error is None else error.status, cold,
-                      microseconds(arrived, begun), microseconds(begun, restored), microseconds(restored, finished),
-                      limits.memory_mb, peak_memory, fuel, len(event), len(result) if result is not None else 0)
-        duration_us = microseconds(arrived, time.perf_counter_ns())
-        cost = self.ledger.record(usage, self.prices) if self.ledger is not None else None
-        self.metrics.record(usage, duration_us, cost or 0)
-        self.logs.append(name, request_id, logs)
-        return Invocation(usage, duration_us, cost, result, error, logs)
+        self.pool.release(key, run.instance, function.spec.isolation == "warm")
+        usage, cost = self._account(function, context, run, event, result, error, logs)
+        return Invocation(usage, microseconds(arrived, time.perf_counter_ns()), cost, result, error, logs,
+                          context.bill.calls)
+
+    def call_nested(self, name: str, event: bytes, parent: CallContext) -> bytes:
+        """``wasmlambda_guest.invoke`` from inside a running call, on its sandbox
+        thread: no HTTP, no queue; the callee's cost goes onto the parent's bill."""
+        function = self.registry.get(name)
+        if name in parent.chain:
+            raise ServiceFailure(f"call cycle: {' -> '.join((*parent.chain, name))}")
+        if parent.depth + 1 > self.settings.max_call_depth:
+            raise ServiceFailure(f"calls nest deeper than {self.settings.max_call_depth} "
+                                 f"({' -> '.join((*parent.chain, name))})")
+        now = time.perf_counter_ns()
+        remaining_ms = (parent.deadline_ns - now) // 1_000_000
+        if remaining_ms <= 0:
+            raise ServiceFailure(f"no time left to call {name!r}")
+        timeout_ms = min(function.spec.limits.timeout_ms, remaining_ms)
+        context = CallContext(name, function.spec.namespaces, f"{parent.request_id}.{parent.bill.next_id()}",
+                              parent.depth + 1, (*parent.chain, name), parent.deadline_ns, Bill())
+        run = _Run(now)
+        key = (function.name, function.version)
+        instance = self.pool.acquire(key)
+        result: bytes | None = None
+        error: WasmLambdaError | None = None
+        try:
+            result, logs = self._run_guest(function, instance, event, context, run, timeout_ms)
+        except WasmLambdaError as exc:
+            error, logs = exc, exc.logs
+        finally:
+            self.pool.release(key, run.instance, function.spec.isolation == "warm")
+        self._account(function, context, run, event, result, error, logs, parent.bill)
+        if error is not None:
+            raise ServiceFailure(f"{name}: {type(error).__name__}: {error}")
+        assert result is not None
+        return result
+
+    def _run_guest(self, function: Function, instance: Instance | None, event: bytes, context: CallContext,
+                   run: _Run, timeout_ms: int | None = None) -> tuple[bytes, str]:
+        """One guest call on the current (sandbox) thread, measured into ``run``."""
+        run.begun = run.restored = time.perf_counter_ns()
+        if instance is None:
+            run.cold = True
+            instance = self._cold_start(function)
+            run.restored = time.perf_counter_ns()
+        run.instance = instance
+        try:
+            with self.services.bound(context):
+                return instance.invoke(event, timeout_ms or function.spec.limits.timeout_ms, context.request_id)
+        finally:
+            run.finished = time.perf_counter_ns()
+            if self.ledger is not None:
+                run.peak_memory, run.fuel = instance.memory_size(), instance.fuel_used
+            if instance.dead or function.spec.isolation != "warm":
+                # Closing resets the pooled memory slot (~0.2 ms): do it
+                # here, on the worker thread, not on the event loop.
+                instance.close()
+                run.instance = None
+
+    def _account(self, function: Function, context: CallContext, run: _Run, event: bytes, result: bytes | None,
+                 error: WasmLambdaError | None, logs: str, parent: Bill | None = None) -> tuple[Usage, int | None]:
+        """Meter one call. A nested call's cost (with its own callees') goes onto
+        its parent's bill; a request's ledger row and cost include its callees."""
+        usage = Usage(context.request_id, function.name, time.time(), 200 if error is None else error.status,
+                      run.cold, microseconds(run.arrived, run.begun), microseconds(run.begun, run.restored),
+                      microseconds(run.restored, run.finished), function.spec.limits.memory_mb, run.peak_memory,
+                      run.fuel, len(event), len(result) if result is not None else 0)
+        own = cost = None
+        if self.ledger is not None:
+            quote = self.prices.quote(usage)
+            own = quote[0]
+            if parent is not None:
+                parent.add(context.bill.with_own(quote), 1 + context.bill.calls)
+            else:
+                cost = self.ledger.record(usage, quote, context.bill)
+        self.metrics.record(usage, microseconds(run.arrived, time.perf_counter_ns()), own or 0)
+        self.logs.append(function.name, context.request_id, logs)
+        return usage, cost
 
     # -- deploying --------------------------------------------------------
 

@@ -26,6 +26,11 @@ from typing import Any, Protocol
 class CallContext:
     function: str
     namespaces: frozenset[str]  # state namespaces granted besides the function's own
+    request_id: str = ""
+    depth: int = 0  # 0 for a request from outside, +1 per nested invoke
+    chain: tuple[str, ...] = ()  # the functions on the call stack, for cycle detection
+    deadline_ns: int = 0  # perf_counter_ns by which the outermost call must answer (0: none)
+    bill: Any = None  # where nested calls add their cost (the kernel's Bill)
 
 
 class ServiceFailure(Exception):
@@ -44,6 +49,9 @@ class Services:
     def __init__(self, services: Mapping[str, Service]) -> None:
         self._services = dict(services)
         self._local = threading.local()
+
+    def add(self, service: Service) -> None:
+        self._services[service.name] = service
 
     @contextmanager
     def bound(self, context: CallContext) -> Iterator[None]:

@@ -17,7 +17,7 @@ import json
 import sys
 import time
 
-__all__ = ["Context", "KeyValue", "ServiceError", "context", "kv", "log"]
+__all__ = ["Context", "KeyValue", "ServiceError", "context", "invoke", "kv", "log", "map"]
 
 
 class Context:
@@ -98,3 +98,17 @@ class KeyValue:
 
 
 kv = KeyValue()
+
+
+def invoke(function, event=None):
+    """Call another deployed function in-process and return its result.
+
+    Same limits and billing as an HTTP call (its cost goes onto this
+    request's bill); a failure raises ServiceError naming the callee.
+    """
+    return _service({"service": "invoke", "op": "call", "function": function, "event": event})
+
+
+def map(function, events):  # noqa: A001 (the name users look for)
+    """Call ``function`` once per event, in parallel instances; the results in order."""
+    return _service({"service": "invoke", "op": "map", "function": function, "events": list(events)})

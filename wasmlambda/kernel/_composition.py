@@ -1,0 +1,109 @@
+"""Functions calling functions: ``wasmlambda_guest.invoke`` and ``map``.
+
+Theory of operation: a nested call runs on the sandbox thread of the call
+that made it (that guest is paused inside its host call), straight into
+the callee's warm or restored instance: no HTTP, no queue.  ``map`` runs
+its callees on a small pool of fan-out threads and returns their results
+in order; a map inside a fan-out thread runs its callees one by one, so
+the pool can never wait on itself.  Limits: call depth, fan-out width,
+cycles (a function already on the call stack), and the outermost
+request's deadline, which every nested call inherits.
+
+Billing: each nested call is metered like any other, and its price (with
+its own callees') is added to the :class:`Bill` of the request that made
+it, which the ledger row and the cost headers of that request include.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from ..errors import FunctionNotFound
+from ..services import CallContext, ServiceFailure
+
+if TYPE_CHECKING:
+    from ._worker import Worker
+
+Quote = tuple[int, int, int, int]  # cost, memory-time part, at 1 ms, at 100 ms (pico-dollars)
+
+
+class Bill:
+    """What a call's nested calls cost; callees may add from several threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self.calls = 0
+        self.totals: Quote = (0, 0, 0, 0)
+
+    def next_id(self) -> int:
+        with self._lock:
+            return next(self._ids)
+
+    def with_own(self, quote: Quote) -> Quote:
+        """A call's own quote plus everything its callees cost."""
+        return tuple(own + nested for own, nested in zip(quote, self.totals, strict=True))  # type: ignore[return-value]
+
+    def add(self, quote: Quote, calls: int) -> None:
+        with self._lock:
+            self.calls += calls
+            self.totals = tuple(a + b for a, b in zip(self.totals, quote, strict=True))  # type: ignore[assignment]
+
+
+class InvokeService:
+    name = "invoke"
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self._fan_out = ThreadPoolExecutor(max_workers=worker.settings.sandbox_threads,
+                                           thread_name_prefix="wasmlambda-fan-out")
+        self._local = threading.local()
+
+    def handle(self, context: CallContext, request: dict[str, Any]) -> Any:
+        name = request.get("function")
+        if not isinstance(name, str):
+            raise ServiceFailure("function must be a function name")
+        op = request.get("op")
+        try:
+            if op == "call":
+                return self._call(name, request.get("event"), context)
+            if op == "map":
+                events = request.get("events")
+                if not isinstance(events, list):
+                    raise ServiceFailure("events must be a list")
+                return self._map(name, events, context)
+        except FunctionNotFound as exc:
+            raise ServiceFailure(str(exc)) from None
+        raise ServiceFailure(f"unknown operation {op!r}")
+
+    def _call(self, name: str, event: Any, context: CallContext) -> Any:
+        result = self.worker.call_nested(name, json.dumps(event).encode(), context)
+        return json.loads(result)
+
+    def _map(self, name: str, events: list[Any], context: CallContext) -> list[Any]:
+        limit = self.worker.settings.max_fan_out
+        if len(events) > limit:
+            raise ServiceFailure(f"map over {len(events)} events; at most {limit} are allowed")
+        if getattr(self._local, "fanning_out", False):
+            return [self._call(name, event, context) for event in events]
+        futures = [self._fan_out.submit(self._fan_out_call, name, event, context) for event in events]
+        results: list[Any] = []
+        for index, future in enumerate(futures):
+            try:
+                results.append(future.result())
+            except ServiceFailure as exc:
+                for pending in futures[index + 1:]:
+                    pending.cancel()
+                raise ServiceFailure(f"map item {index}: {exc}") from None
+        return results
+
+    def _fan_out_call(self, name: str, event: Any, context: CallContext) -> Any:
+        self._local.fanning_out = True
+        return self._call(name, event, context)
+
+    def close(self) -> None:
+        self._fan_out.shutdown(wait=False, cancel_futures=True)
