@@ -26,7 +26,8 @@
  * Under the hood this header implements the worker's guest ABI (the same
  * one the Python runtime's shim speaks): exports `wl_reserve(n) -> ptr` and
  * `wl_handle(n) -> (ptr << 32) | len`; requests are `I` + request id + NUL +
- * timeout ms + NUL + event; responses are `0` + JSON or `E` + error JSON.
+ * timeout ms + NUL + request head + NUL + event; responses are `0` + JSON or
+ * `E` + error JSON.
  */
 #ifndef WASMLAMBDA_H
 #define WASMLAMBDA_H
@@ -45,6 +46,8 @@ typedef struct {
     size_t event_len;
     const char *request_id; /* NUL-terminated */
     int timeout_ms;
+    const char *head;       /* the HTTP request head ("METHOD target\r\nname: value\r\n..."),
+                               NUL-terminated; empty for a nested call */
 } wl_request;
 
 typedef struct {
@@ -181,12 +184,13 @@ static int64_t wl__dispatch(wl_handler_fn handler, size_t size) {
         wl_append(out, "0null");  /* `L` (load) and anything else: nothing to do */
         return out->failed ? -1 : wl__packed(out);
     }
-    /* I <request id> NUL <timeout ms> NUL <event> */
+    /* I <request id> NUL <timeout ms> NUL <request head> NUL <event> */
     char *id = wl__input + 1, *end = wl__input + size;
     char *timeout = memchr(id, '\0', (size_t)(end - id));
-    char *event = timeout ? memchr(timeout + 1, '\0', (size_t)(end - timeout - 1)) : NULL;
+    char *head = timeout ? memchr(timeout + 1, '\0', (size_t)(end - timeout - 1)) : NULL;
+    char *event = head ? memchr(head + 1, '\0', (size_t)(end - head - 1)) : NULL;
     if (event == NULL) return -1;
-    wl_request request = {event + 1, (size_t)(end - event - 1), id, atoi(timeout + 1)};
+    wl_request request = {event + 1, (size_t)(end - event - 1), id, atoi(timeout + 1), head + 1};
     wl_buffer result = {0};
     int status = handler(&request, &result);
     if (status == WL_OK && !result.failed) {

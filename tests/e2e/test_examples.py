@@ -44,7 +44,8 @@ CASES: dict[str, list[tuple[Any, Any]]] = {
 
 def test_every_example_is_covered() -> None:
     examples = sorted(path.name for path in EXAMPLES.iterdir() if path.is_dir())
-    assert examples == sorted([*CASES, "compute", "render", "mapreduce", "pipeline"])  # + test_composition
+    # compute and render: below; mapreduce, pipeline: test_composition; cart: test_sessions
+    assert examples == sorted([*CASES, "compute", "render", "mapreduce", "pipeline", "cart"])
     for example in examples:
         assert (EXAMPLES / example / "README.md").read_text().startswith(f"{example} — ")
 

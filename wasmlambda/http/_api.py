@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 import time
 import traceback
 from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import parse_qs
 
 from .. import __version__
-from ..errors import BadRequest, CapacityExceeded, NotFound, WasmLambdaError
+from ..errors import BadRequest, CapacityExceeded, GuestError, NotFound, WasmLambdaError
 from ..kernel import BILLING_GROUPS, Invocation, Ledger, Usage, Worker, dollars
 from ._messages import JSON_TYPE, Request, Response
 
@@ -65,7 +67,10 @@ class Api:
             return _error_response(500, "InternalError", "the worker failed to handle this request")
 
     async def _run(self, request: Request, name: str) -> Response:
-        invocation = await self.worker.invoke(name, request.body)
+        target = f"{request.path}?{request.query}" if request.query else request.path
+        head = b"%s %s\r\n%s" % (request.method.encode(), target.encode(),
+                                  b"".join(b"%s: %s\r\n" % pair for pair in request.headers))
+        invocation = await self.worker.invoke(name, request.body, head)
         return run_response(invocation, with_logs=_flag(request, "logs"))
 
     async def _logs(self, request: Request, name: str) -> Response:
@@ -181,11 +186,46 @@ def run_response(invocation: Invocation, with_logs: bool = False) -> Response:
         response.headers += meta
         return response
     assert invocation.result is not None
+    status = 200
+    if invocation.response_settings is not None:
+        try:
+            status, extra = _handler_settings(invocation.response_settings)
+        except ValueError as exc:
+            return error_response(GuestError(f"the handler's response settings are invalid: {exc}", "ValueError",
+                                             ""))
+        meta += extra
     body = invocation.result
     if with_logs:
         body = b'{"request_id": "%s", "logs": %s, "result": %s}' % (
             invocation.request_id.encode(), json.dumps(invocation.logs).encode(), body)
-    return Response(200, body, [JSON_TYPE, *meta])
+    return Response(status, body, [JSON_TYPE, *meta])
+
+
+_TOKEN = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
+_RESERVED = ("content-length", "transfer-encoding", "connection", "server", "x-request-id", "x-wasmlambda-")
+
+
+def _handler_settings(settings: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]]]:
+    """Check what a handler set on context.response: no header injection,
+    no overriding of the worker's own framing and metering headers."""
+    status = settings.get("status") or 200
+    if not isinstance(status, int) or not 200 <= status <= 599:
+        raise ValueError(f"status must be an integer from 200 to 599, got {status!r}")
+    headers: list[tuple[bytes, bytes]] = []
+    for name, value in (settings.get("headers") or {}).items():
+        lowered = str(name).lower()
+        if not _TOKEN.fullmatch(lowered) or lowered.startswith(_RESERVED):
+            raise ValueError(f"header {name!r} cannot be set by a handler")
+        headers.append((lowered.encode(), _header_value(value)))
+    headers += [(b"set-cookie", _header_value(cookie)) for cookie in settings.get("cookies") or []]
+    return status, headers
+
+
+def _header_value(value: object) -> bytes:
+    text = str(value)
+    if any(character in text for character in "\r\n\x00"):
+        raise ValueError(f"header value {text[:40]!r} contains a line break")
+    return text.encode("latin-1", "replace")
 
 
 def error_response(error: WasmLambdaError, logs: str | None = None) -> Response:

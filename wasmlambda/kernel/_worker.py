@@ -47,6 +47,7 @@ class _Run:
     peak_memory: int = 0
     fuel: int = 0
     instance: Instance | None = None
+    response_settings: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.begun = self.restored = self.finished = self.arrived
@@ -63,6 +64,7 @@ class Invocation:
     error: WasmLambdaError | None = None
     logs: str = ""
     nested_calls: int = 0
+    response_settings: dict[str, Any] | None = None  # status, headers, cookies the handler set
 
     @property
     def request_id(self) -> str:
@@ -127,8 +129,10 @@ class Worker:
 
     # -- invoking ---------------------------------------------------------
 
-    async def invoke(self, name: str, event: bytes) -> Invocation:
-        """A request from outside: queued for a sandbox thread, billed, logged."""
+    async def invoke(self, name: str, event: bytes, head: bytes = b"") -> Invocation:
+        """A request from outside: queued for a sandbox thread, billed, logged.
+
+        ``head`` is the HTTP request head, for the handler's context."""
         function = self.registry.get(name)
         limits = function.spec.limits
         arrived = time.perf_counter_ns()
@@ -140,8 +144,8 @@ class Worker:
         result: bytes | None = None
         error: WasmLambdaError | None = None
         try:
-            result, logs = await self.scheduler.run(lambda: self._run_guest(function, instance, event, context, run),
-                                                    limits.timeout_ms)
+            result, logs = await self.scheduler.run(
+                lambda: self._run_guest(function, instance, event, context, run, head=head), limits.timeout_ms)
         except DeadlineExceeded as exc:
             # Abandoned: the thread still owns the instance and frees it when done.
             error, logs, run.instance = exc, exc.logs, None
@@ -151,7 +155,7 @@ class Worker:
         self.pool.release(key, run.instance, function.spec.isolation == "warm")
         usage, cost = self._account(function, context, run, event, result, error, logs)
         return Invocation(usage, microseconds(arrived, time.perf_counter_ns()), cost, result, error, logs,
-                          context.bill.calls)
+                          context.bill.calls, run.response_settings)
 
     def call_nested(self, name: str, event: bytes, parent: CallContext) -> bytes:
         """``wasmlambda_guest.invoke`` from inside a running call, on its sandbox
@@ -187,7 +191,7 @@ class Worker:
         return result
 
     def _run_guest(self, function: Function, instance: Instance | None, event: bytes, context: CallContext,
-                   run: _Run, timeout_ms: int | None = None) -> tuple[bytes, str]:
+                   run: _Run, timeout_ms: int | None = None, head: bytes = b"") -> tuple[bytes, str]:
         """One guest call on the current (sandbox) thread, measured into ``run``."""
         run.begun = run.restored = time.perf_counter_ns()
         if instance is None:
@@ -197,7 +201,10 @@ class Worker:
         run.instance = instance
         try:
             with self.services.bound(context):
-                return instance.invoke(event, timeout_ms or function.spec.limits.timeout_ms, context.request_id)
+                result = instance.invoke(event, timeout_ms or function.spec.limits.timeout_ms, context.request_id,
+                                         head)
+            run.response_settings = instance.response_settings
+            return result
         finally:
             run.finished = time.perf_counter_ns()
             if self.ledger is not None:

@@ -40,7 +40,7 @@ _MIN_INPUT_BUFFER = 4096
 
 class Instance:
     __slots__ = ("_caller", "_exports", "_fuel_left", "_input_address", "_input_capacity", "_memory", "_reserve",
-                 "_store", "dead", "fuel_used", "memory_limit")
+                 "_store", "dead", "fuel_used", "memory_limit", "response_settings")
 
     def __init__(self, store: wasmtime.Store, exports: Any, memory_limit: int, fuel: int = 0) -> None:
         self._store = store
@@ -49,6 +49,7 @@ class Instance:
         # consumption is the difference; `fuel_used` is the last call's.
         self._fuel_left = fuel
         self.fuel_used = 0
+        self.response_settings: dict[str, Any] | None = None
         self._memory: wasmtime.Memory = exports["memory"]
         self._reserve: wasmtime.Func = exports["wl_reserve"]
         self._caller = make_caller(store, exports["wl_handle"], self._memory)
@@ -84,16 +85,24 @@ class Instance:
             self.dead = True
             raise GuestTrap(f"the module's initialisation trapped ({trap.message.strip().splitlines()[-1]})") from None
 
-    def invoke(self, event: bytes, timeout_ms: int, request_id: str = "-") -> tuple[bytes, str]:
+    def invoke(self, event: bytes, timeout_ms: int, request_id: str = "-", head: bytes = b"") -> tuple[bytes, str]:
         """Call the loaded handler with a JSON event; return its JSON result and logs.
 
-        Guest-reported failures are raised with their logs attached.
+        ``head`` is the HTTP request head the handler may read (context.headers,
+        cookies, ...); what it set for the HTTP response lands in
+        ``response_settings``.  Guest-reported failures are raised with their
+        logs attached.
         """
-        header = b"I%s\x00%d\x00" % (request_id.encode(), timeout_ms)
+        header = b"I%s\x00%d\x00%s\x00" % (request_id.encode(), timeout_ms, head)
         response = self._call(header, event, timeout_ms)
+        status = response[:1]
         body, _, logs = response[1:].partition(b"\x00")
+        self.response_settings = None
+        if status == b"R":
+            self.response_settings = json.loads(body)
+            body, _, logs = logs.partition(b"\x00")
         text = logs.decode("utf-8", "replace")
-        if response[:1] == b"0":
+        if status in (b"0", b"R"):
             return body, text
         error = self._failure(json.loads(body))
         error.logs = text

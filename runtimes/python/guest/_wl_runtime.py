@@ -7,13 +7,16 @@ an opcode byte followed by a payload:
 * ``L`` + JSON ``{"path", "module", "handler", "name", "memory_mb"}``: import
   a function's handler.  The host does this once per deployment and
   snapshots the memory after it.
-* ``I`` + request id + NUL + timeout in ms + NUL + the JSON event: call the
-  loaded handler with the decoded event.
+* ``I`` + request id + NUL + timeout in ms + NUL + the HTTP request head
+  (``METHOD target CRLF`` then ``name: value CRLF`` lines; empty for a
+  nested call) + NUL + the JSON event: call the loaded handler with the
+  decoded event.
 
-A response is a status byte followed by JSON: ``0`` + the result, or ``E`` +
-``{"phase", "type", "message", "traceback", "file", "line"}``; then, if the
-call printed or logged anything, NUL + those logs (JSON text never contains
-a raw NUL, so the split is unambiguous).  ``phase``
+A response is a status byte followed by JSON: ``0`` + the result, ``R`` +
+the response settings (status, headers, cookies) + NUL + the result, or
+``E`` + ``{"phase", "type", "message", "traceback", "file", "line"}``; then,
+if the call printed or logged anything, NUL + those logs (JSON text never
+contains a raw NUL, so the split is unambiguous).  ``phase``
 says whose fault it was (``event``: bad input, ``load``: bad package,
 ``handler``: the handler raised, ``result``: the handler returned something
 JSON cannot carry, ``runtime``: this module itself failed).
@@ -93,10 +96,9 @@ def _invoke(payload):
     if not _seeded:
         random.seed()
         _seeded = True
-    request_id, timeout_ms, payload = payload.split(b"\x00", 2)
+    request_id, timeout_ms, head, payload = payload.split(b"\x00", 3)
     context = wasmlambda_guest.context
-    context.request_id = request_id.decode()
-    context._deadline = time.monotonic() + int(timeout_ms) / 1000
+    context._begin(request_id.decode(), time.monotonic() + int(timeout_ms) / 1000, head)
     try:
         event = json.loads(payload, parse_constant=_reject_constant) if payload else None
     except (ValueError, RecursionError) as exc:
@@ -111,10 +113,13 @@ def _invoke(payload):
     finally:
         sys.stdout, sys.stderr = stdout, stderr
     try:
-        encoded = b"0" + _dumps(result).encode()
+        encoded = _dumps(result).encode()
     except (TypeError, ValueError, RecursionError) as exc:
         return _error("result", exc, logs=output)
-    return encoded + _logs(output)
+    settings = context._response_settings()
+    if settings is not None:
+        return b"R" + _dumps(settings).encode() + b"\x00" + encoded + _logs(output)
+    return b"0" + encoded + _logs(output)
 
 
 def _logs(output):

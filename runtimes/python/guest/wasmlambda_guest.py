@@ -17,23 +17,105 @@ import json
 import sys
 import time
 
-__all__ = ["Context", "KeyValue", "ServiceError", "context", "invoke", "kv", "log", "map"]
+__all__ = ["Context", "KeyValue", "Response", "ServiceError", "context", "invoke", "kv", "log", "map"]
+
+
+class Response:
+    """What the handler wants the HTTP response to carry besides its result."""
+
+    __slots__ = ("cookies", "headers", "status")
+
+    def __init__(self):
+        self.status = None  # None: 200
+        self.headers = {}
+        self.cookies = []
+
+    def set_cookie(self, name, value, max_age=None, path="/", http_only=True, secure=False, same_site="Lax"):
+        from http.cookies import SimpleCookie
+
+        cookie = SimpleCookie()
+        cookie[name] = value
+        morsel = cookie[name]
+        morsel["path"] = path
+        if max_age is not None:
+            morsel["max-age"] = int(max_age)
+        morsel["httponly"] = http_only
+        morsel["secure"] = secure
+        if same_site:
+            morsel["samesite"] = same_site
+        self.cookies.append(morsel.OutputString())
 
 
 class Context:
-    """The current invocation.  The worker fills it in before each call."""
+    """The current invocation.  The worker fills it in before each call.
 
-    __slots__ = ("_deadline", "function_name", "memory_limit_mb", "request_id")
+    ``method``, ``path``, ``query``, ``headers`` and ``cookies`` describe the
+    HTTP request (empty for a nested call); ``response`` sets the status,
+    headers and cookies of the HTTP response.
+    """
+
+    __slots__ = ("_deadline", "_head", "_request", "_response", "function_name", "memory_limit_mb", "request_id")
 
     def __init__(self):
         self.function_name = ""
         self.request_id = ""
         self.memory_limit_mb = 0
         self._deadline = 0.0
+        self._head = b""
+        self._request = None
+        self._response = None
+
+    def _begin(self, request_id, deadline, head):
+        self.request_id = request_id
+        self._deadline = deadline
+        self._head = head
+        self._request = None
+        self._response = None
 
     def remaining_time_ms(self):
         """Milliseconds left before the worker stops this call."""
         return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+    def _parsed(self):
+        # Parsed on first use: most handlers never look at the request head.
+        if self._request is None:
+            from urllib.parse import parse_qsl
+
+            lines = self._head.decode("latin-1").split("\r\n")
+            method, _, target = lines[0].partition(" ")
+            path, _, query = target.partition("?")
+            headers = {}
+            for line in lines[1:]:
+                name, _, value = line.partition(": ")
+                if name:
+                    headers[name] = headers[name] + ", " + value if name in headers else value
+            cookies = {}
+            if "cookie" in headers:
+                from http.cookies import SimpleCookie
+
+                jar = SimpleCookie()
+                jar.load(headers["cookie"])
+                cookies = {name: morsel.value for name, morsel in jar.items()}
+            self._request = (method, path, dict(parse_qsl(query)), headers, cookies)
+        return self._request
+
+    method = property(lambda self: self._parsed()[0], doc="The HTTP method ('' for a nested call).")
+    path = property(lambda self: self._parsed()[1], doc="The request path.")
+    query = property(lambda self: self._parsed()[2], doc="Query parameters (the last value of each).")
+    headers = property(lambda self: self._parsed()[3], doc="Request headers, lower-case names.")
+    cookies = property(lambda self: self._parsed()[4], doc="Request cookies.")
+
+    @property
+    def response(self):
+        if self._response is None:
+            self._response = Response()
+        return self._response
+
+    def _response_settings(self):
+        response = self._response
+        if response is None or (response.status is None and not response.headers and not response.cookies):
+            return None
+        return {"status": response.status, "headers": response.headers, "cookies": response.cookies}
 
     def __repr__(self):
         return "Context(function_name=%r, request_id=%r, memory_limit_mb=%r, remaining_time_ms=%r)" % (
