@@ -65,7 +65,7 @@ class Settings:
     # a redis:// URL, for several workers sharing state.
     state: str = "sqlite"
     # Functions calling functions (wasmlambda_guest.invoke / map).
-    max_call_depth: int = 8
+    max_call_depth: int = 16
     max_fan_out: int = 64
 
     def __post_init__(self) -> None:
