@@ -31,8 +31,13 @@ def usage(request_id: str = "r1", function: str = "fn", run_us: int = 412, resto
     ],
 )
 def test_memory_cost_is_exact_integer_arithmetic(memory_mb: int, billed_us: int, expected: int) -> None:
-    assert PRICES.memory_cost(memory_mb, billed_us) == expected
-    assert PRICES.memory_cost(memory_mb, billed_us) == memory_mb * billed_us * 16_666_667 // (1024 * 10**6)
+    memory_cost = PRICES.quote(usage(run_us=billed_us, memory_mb=memory_mb))[1]
+    assert memory_cost == expected
+    assert memory_cost == memory_mb * billed_us * 16_666_667 // (1024 * 10**6)
+
+
+def memory_cost(memory_mb: int, billed_us: int) -> int:
+    return PRICES.quote(usage(run_us=billed_us, memory_mb=memory_mb))[1]
 
 
 def test_cost_adds_request_and_fuel() -> None:
@@ -42,11 +47,11 @@ def test_cost_adds_request_and_fuel() -> None:
 
 
 def test_rounding_comparisons() -> None:
-    call = usage(run_us=412)
-    assert PRICES.rounded_cost(call, 1) == PRICES.cost(call)
-    assert PRICES.rounded_cost(call, 1000) == PRICES.memory_cost(128, 1000) + 200_000
-    assert PRICES.rounded_cost(call, 100_000) == PRICES.memory_cost(128, 100_000) + 200_000
-    assert PRICES.memory_cost(128, 100_000) // PRICES.memory_cost(128, 412) >= 240  # what 100 ms rounding does
+    cost, memory, at_1ms, at_100ms = PRICES.quote(usage(run_us=412))
+    assert cost == memory + 200_000
+    assert at_1ms == memory_cost(128, 1000) + 200_000
+    assert at_100ms == memory_cost(128, 100_000) + 200_000
+    assert memory_cost(128, 100_000) // memory_cost(128, 412) >= 240  # what 100 ms rounding does
 
 
 def test_billed_time_is_at_least_one_microsecond() -> None:

@@ -10,8 +10,9 @@ Money is an integer number of pico-dollars (p$ = 1e-12 USD): the price of a
 call is ``memory_mb * billed_us * price_gb_second // (1024 * 10**6)`` plus
 the per-request and fuel prices, each truncated once per call.  Integers
 never drift, so a ledger total equals the sum of the per-response cost
-headers exactly.  For comparison, :meth:`PriceModel.rounded_cost` prices the
-same usage billed in 1 ms or 100 ms steps.
+headers exactly.  For comparison, :meth:`PriceModel.quote` also prices the
+same usage billed in 1 ms and 100 ms steps.  The arithmetic itself lives in
+one place, ``price_call`` (_meter_py.py and its Cython twin).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from typing import Any
 
 from .. import _fastpath
 from . import _meter_py
-from ._meter_py import MB_US_PER_GB_SECOND
 
 # The per-call arithmetic and per-function counters: Cython unless extensions are off.
 _implementation = _fastpath.pick("_meter", _meter_py)
@@ -64,12 +64,6 @@ class PriceModel:
     request_pusd: int
     million_fuel_pusd: int = 0
 
-    def memory_cost(self, memory_mb: int, billed_us: int) -> int:
-        return memory_mb * billed_us * self.gb_second_pusd // MB_US_PER_GB_SECOND
-
-    def fuel_cost(self, fuel: int) -> int:
-        return fuel * self.million_fuel_pusd // 1_000_000
-
     def quote(self, usage: Usage) -> tuple[int, int, int, int]:
         """(cost, memory-time part, cost at 1 ms rounding, cost at 100 ms rounding) in one call."""
         quoted: tuple[int, int, int, int] = price_call(usage.memory_mb, usage.billed_us, usage.fuel,
@@ -78,23 +72,19 @@ class PriceModel:
         return quoted
 
     def cost(self, usage: Usage) -> int:
-        return self.memory_cost(usage.memory_mb, usage.billed_us) + self.request_pusd + self.fuel_cost(usage.fuel)
-
-    def rounded_cost(self, usage: Usage, step_us: int) -> int:
-        """The same call billed in ``step_us`` increments (1 ms, 100 ms …)."""
-        billed = -(-usage.billed_us // step_us) * step_us
-        return self.memory_cost(usage.memory_mb, billed) + self.request_pusd + self.fuel_cost(usage.fuel)
+        return self.quote(usage)[0]
 
     def explain(self, usage: Usage) -> list[dict[str, Any]]:
-        """The price lines of one call, each with its formula."""
+        """The price lines of one call, each with its formula; they add up to its cost."""
+        cost, memory_cost = self.quote(usage)[:2]
         lines = [
-            {"item": "memory-time", "cost_pusd": self.memory_cost(usage.memory_mb, usage.billed_us),
+            {"item": "memory-time", "cost_pusd": memory_cost,
              "formula": f"{usage.memory_mb} MB x {usage.billed_us} us x {self.gb_second_pusd} p$/GB-s "
                         f"/ (1024 MB/GB x 10^6 us/s), truncated"},
             {"item": "request", "cost_pusd": self.request_pusd, "formula": f"1 x {self.request_pusd} p$"},
         ]
         if usage.fuel or self.million_fuel_pusd:
-            lines.append({"item": "fuel", "cost_pusd": self.fuel_cost(usage.fuel),
+            lines.append({"item": "fuel", "cost_pusd": cost - memory_cost - self.request_pusd,
                           "formula": f"{usage.fuel} fuel x {self.million_fuel_pusd} p$ / 10^6, truncated"})
         return lines
 
