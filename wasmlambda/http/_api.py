@@ -52,11 +52,11 @@ class Api:
         name = segments[1] if len(segments) == 2 and segments[1] else ""
         methods = self._routes.get((segments[0], bool(name))) if len(segments) <= 2 else None
         if methods is None:
-            return _error_response(404, "NotFound", f"no route for {request.path}")
+            return Response.error(404, "NotFound", f"no route for {request.path}")
         handler = methods.get(request.method)
         if handler is None:
             allow = ", ".join(sorted(methods)).encode()
-            return _error_response(405, "MethodNotAllowed", f"{request.method} is not allowed on {request.path}",
+            return Response.error(405, "MethodNotAllowed", f"{request.method} is not allowed on {request.path}",
                                    [(b"allow", allow)])
         try:
             return await handler(request, name)
@@ -64,7 +64,7 @@ class Api:
             return error_response(exc)
         except Exception:
             self.worker.log("internal error while handling " + request.path + ":\n" + traceback.format_exc())
-            return _error_response(500, "InternalError", "the worker failed to handle this request")
+            return Response.error(500, "InternalError", "the worker failed to handle this request")
 
     async def _run(self, request: Request, name: str) -> Response:
         target = f"{request.path}?{request.query}" if request.query else request.path
@@ -258,7 +258,3 @@ def parse_time(value: str) -> float:
 def _flag(request: Request, name: str) -> bool:
     return parse_qs(request.query).get(name, ["false"])[0].lower() in ("1", "true", "yes")
 
-
-def _error_response(status: int, kind: str, message: str,
-                    headers: list[tuple[bytes, bytes]] | None = None) -> Response:
-    return Response.json(status, {"error": {"type": kind, "message": message}}, headers)

@@ -29,3 +29,8 @@ class Response:
     def json(cls, status: int, document: Any, headers: list[tuple[bytes, bytes]] | None = None) -> Response:
         body = json.dumps(document, separators=(",", ":")).encode() + b"\n"
         return cls(status, body, [JSON_TYPE, *(headers or [])])
+
+    @classmethod
+    def error(cls, status: int, kind: str, message: str, headers: list[tuple[bytes, bytes]] | None = None) -> Response:
+        """The one error shape of the API: ``{"error": {"type", "message"}}``."""
+        return cls.json(status, {"error": {"type": kind, "message": message}}, headers)

@@ -81,7 +81,8 @@ async def _fast_loop(api: Api, stream: trio.SocketStream) -> None:
         try:
             parsed = parser.next()
         except ParseError as exc:
-            await stream.send_all(serialize_response(exc.status, *_error_body(exc.status, str(exc)), False))
+            error = _protocol_error(exc.status, str(exc))
+            await stream.send_all(serialize_response(error.status, error.headers, error.body, False))
             return
         if parsed is None:
             with trio.move_on_after(KEEPALIVE_TIMEOUT_S):
@@ -101,10 +102,8 @@ async def _fast_loop(api: Api, stream: trio.SocketStream) -> None:
             return
 
 
-def _error_body(status: int, message: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
-    kind = "PayloadTooLarge" if status == 413 else "BadRequest"
-    response = Response.json(status, {"error": {"type": kind, "message": message}})
-    return response.headers, response.body
+def _protocol_error(status: int, message: str) -> Response:
+    return Response.error(status, "PayloadTooLarge" if status == 413 else "BadRequest", message)
 
 
 async def _h11_loop(api: Api, stream: trio.SocketStream, received: bytes = b"") -> None:
@@ -186,8 +185,8 @@ async def _send_error_and_close(stream: trio.SocketStream, connection: h11.Conne
                                 message: str) -> None:
     if connection.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
         return
-    headers, body = _error_body(status, message)
-    response = Response(status, body, [*headers, (b"connection", b"close")])
+    response = _protocol_error(status, message)
+    response.headers.append((b"connection", b"close"))
     with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
         await _send(stream, connection, response)
 
