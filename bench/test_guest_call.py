@@ -23,15 +23,8 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 def callers(instance: Instance) -> dict[str, _call.Caller]:
     """Both implementations over the same live instance."""
-    store, handle, memory = instance._store, instance._exports["wl_handle"], instance._memory
-    import ctypes
-
-    context = ctypes.cast(store._context(), ctypes.c_void_p).value or 0
-    return {
-        "wasmtime-py": _call_py.GuestCall(store, handle, memory),
-        "c-api": fast_call.GuestCall(context, ctypes.addressof(handle._func), ctypes.addressof(memory._memory),
-                                     *_call._C_FUNCTIONS, _call._raise_failure, (store, handle, memory)),
-    }
+    handles = (instance._store, instance._exports["wl_handle"], instance._memory)
+    return {"wasmtime-py": _call.make_caller(*handles, _call_py), "c-api": _call.make_caller(*handles, fast_call)}
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ API unless extensions are off (see wasmlambda/_fastpath)."""
 from __future__ import annotations
 
 import ctypes
+from types import ModuleType
 from typing import Any, NoReturn, Protocol
 
 import wasmtime
@@ -40,11 +41,13 @@ def _raise_failure(trap: int, error: int) -> NoReturn:
     raise wasmtime.WasmtimeError._from_ptr(ctypes.cast(error, ctypes.POINTER(ffi.wasmtime_error_t)))
 
 
-def make_caller(store: wasmtime.Store, handle: wasmtime.Func, memory: wasmtime.Memory) -> Caller:
-    if _implementation is _call_py:
+def make_caller(store: wasmtime.Store, handle: wasmtime.Func, memory: wasmtime.Memory,
+                implementation: ModuleType = _implementation) -> Caller:
+    """A caller of ``handle``; ``implementation`` picks a twin explicitly (benchmarks compare both)."""
+    if implementation is _call_py:
         return _call_py.GuestCall(store, handle, memory)
     context = ctypes.cast(store._context(), ctypes.c_void_p).value or 0
-    caller: Caller = _implementation.GuestCall(context, ctypes.addressof(handle._func),
-                                               ctypes.addressof(memory._memory), *_C_FUNCTIONS, _raise_failure,
-                                               (store, handle, memory))
+    caller: Caller = implementation.GuestCall(context, ctypes.addressof(handle._func),
+                                              ctypes.addressof(memory._memory), *_C_FUNCTIONS, _raise_failure,
+                                              (store, handle, memory))
     return caller
