@@ -61,6 +61,6 @@ def test_echo_call(benchmark, echo: Instance, implementation: str, size: int) ->
     benchmark.group = f"guest-call-{size}B"
     caller = callers(echo)[implementation]
     event = json.dumps("x" * (size - 2)).encode()
-    header = b"I0000000000000000\x00" + b"5000\x00"
+    header = b"I0000000000000000\x005000\x00\x00"  # request id, timeout, (empty) request head
     response = benchmark(caller.call, header, event, echo._input_address, 1000)
     assert response == b"0" + event
