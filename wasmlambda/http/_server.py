@@ -55,9 +55,6 @@ def bound_address(listeners: list[trio.SocketListener]) -> tuple[str, int]:
     return host, port
 
 
-PROTOCOLS = ("fast", "h11")
-
-
 async def serve(api: Api, listeners: list[trio.SocketListener], protocol: str = "fast") -> None:
     loop = _fast_loop if protocol == "fast" else _h11_loop
     await trio.serve_listeners(partial(_serve_connection, api, loop), listeners)

@@ -32,7 +32,6 @@ from ._snapshot import Snapshot
 # The shadow stack ([0, 512 KiB), linked with --stack-first) is dead between
 # calls, so snapshots skip it.
 STACK_BYTES = 512 * 1024
-WASM_PAGE = 65536
 # Slots beyond max_instances for deploy-time snapshots and the base copy.
 _SPARE_SLOTS = 4
 # Resident bytes a reused pooling slot keeps (reset by memcpy, not page
