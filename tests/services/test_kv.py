@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -89,3 +90,24 @@ def test_service_enforces_namespaces_and_validates(tmp_path: Path) -> None:
         "error": "kv: prepare: host services are only available while a request is handled"}
     assert json.loads(services.dispatch(b"[1]"))["error"].startswith("host: decode:")
     services.close()
+
+
+def test_both_backends_refuse_a_non_counter_alike(store: Store) -> None:
+    from wasmlambda.services import ServiceFailure
+
+    space = ns()
+    store.put(space, "text", b"not a number")
+    with pytest.raises(ServiceFailure, match=r"^the key does not hold an integer counter$"):
+        store.incr(space, "text", 1)
+
+
+def test_a_dead_redis_is_a_service_failure() -> None:
+    from wasmlambda.services import ServiceFailure
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens here once the probe closes
+    dead = RedisStore(f"redis://127.0.0.1:{port}/0")
+    with pytest.raises(ServiceFailure, match=r"^the state store failed: "):
+        dead.get("ns", "k")
+    dead.close()

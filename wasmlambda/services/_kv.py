@@ -12,6 +12,8 @@ import binascii
 import re
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
@@ -20,10 +22,22 @@ from ..errors import ConfigError
 from ._host import CallContext, ServiceFailure
 
 MAX_KEY_BYTES = 1024
+_NOT_A_COUNTER = "the key does not hold an integer counter"
 MAX_VALUE_BYTES = 1 << 20
 
 
+@contextmanager
+def _failures(*errors: type[BaseException]) -> Iterator[None]:
+    """A backend's own errors, as the ServiceFailure the guest sees."""
+    try:
+        yield
+    except errors as exc:
+        raise ServiceFailure(f"the state store failed: {exc}") from None
+
+
 class Store(Protocol):
+    """A backend; its failures surface as ServiceFailure."""
+
     def get(self, namespace: str, key: str) -> bytes | None: ...
 
     def put(self, namespace: str, key: str, value: bytes) -> None: ...
@@ -48,20 +62,20 @@ class SQLiteStore:
                          "PRIMARY KEY (namespace, key)) WITHOUT ROWID")
 
     def get(self, namespace: str, key: str) -> bytes | None:
-        with self._lock:
+        with self._lock, _failures(sqlite3.Error):
             row = self._db.execute("SELECT value FROM kv WHERE namespace = ? AND key = ?", (namespace, key)).fetchone()
         return None if row is None else bytes(row[0])
 
     def put(self, namespace: str, key: str, value: bytes) -> None:
-        with self._lock:
+        with self._lock, _failures(sqlite3.Error):
             self._db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?)", (namespace, key, value))
 
     def delete(self, namespace: str, key: str) -> bool:
-        with self._lock:
+        with self._lock, _failures(sqlite3.Error):
             return self._db.execute("DELETE FROM kv WHERE namespace = ? AND key = ?", (namespace, key)).rowcount > 0
 
     def incr(self, namespace: str, key: str, amount: int) -> int:
-        with self._lock:
+        with self._lock, _failures(sqlite3.Error):
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 row = self._db.execute("SELECT value FROM kv WHERE namespace = ? AND key = ?",
@@ -75,7 +89,7 @@ class SQLiteStore:
         return value
 
     def keys(self, namespace: str, prefix: str) -> list[str]:
-        with self._lock:
+        with self._lock, _failures(sqlite3.Error):
             rows = self._db.execute("SELECT key FROM kv WHERE namespace = ? AND substr(key, 1, ?) = ? ORDER BY key",
                                     (namespace, len(prefix), prefix)).fetchall()
         return [row[0] for row in rows]
@@ -92,31 +106,37 @@ class RedisStore:
         import redis
 
         self._redis = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        self._errors = redis.RedisError
 
     def _key(self, namespace: str, key: str) -> str:
         return f"wl:{namespace}:{key}"
 
     def get(self, namespace: str, key: str) -> bytes | None:
-        return cast("bytes | None", self._redis.get(self._key(namespace, key)))
+        with _failures(self._errors):
+            return cast("bytes | None", self._redis.get(self._key(namespace, key)))
 
     def put(self, namespace: str, key: str, value: bytes) -> None:
-        self._redis.set(self._key(namespace, key), value)
+        with _failures(self._errors):
+            self._redis.set(self._key(namespace, key), value)
 
     def delete(self, namespace: str, key: str) -> bool:
-        return int(self._redis.delete(self._key(namespace, key))) > 0
+        with _failures(self._errors):
+            return int(self._redis.delete(self._key(namespace, key))) > 0
 
     def incr(self, namespace: str, key: str, amount: int) -> int:
         import redis
 
-        try:
-            return int(self._redis.incrby(self._key(namespace, key), amount))
-        except redis.ResponseError as exc:
-            raise ServiceFailure(f"{key!r} does not hold an integer counter ({exc})") from None
+        with _failures(self._errors):
+            try:
+                return int(self._redis.incrby(self._key(namespace, key), amount))
+            except redis.ResponseError:
+                raise ServiceFailure(_NOT_A_COUNTER) from None
 
     def keys(self, namespace: str, prefix: str) -> list[str]:
         pattern = self._key(namespace, re.sub(r"([*?\[\]\\])", r"\\\1", prefix)) + "*"
         start = len(self._key(namespace, ""))
-        return sorted(key.decode()[start:] for key in self._redis.scan_iter(match=pattern, count=1000))
+        with _failures(self._errors):
+            return sorted(key.decode()[start:] for key in self._redis.scan_iter(match=pattern, count=1000))
 
     def close(self) -> None:
         self._redis.close()
@@ -138,7 +158,7 @@ def _as_counter(value: bytes | None) -> int:
     try:
         return int(value)
     except ValueError:
-        raise ServiceFailure("the key does not hold an integer counter") from None
+        raise ServiceFailure(_NOT_A_COUNTER) from None
 
 
 class KeyValueService:
@@ -148,16 +168,6 @@ class KeyValueService:
         self.store = store
 
     def handle(self, context: CallContext, request: dict[str, Any]) -> Any:
-        try:
-            return self._handle(context, request)
-        except (OSError, sqlite3.Error) as exc:
-            raise ServiceFailure(f"the state store failed: {exc}") from None
-        except Exception as exc:  # a backend's own errors (redis.ConnectionError, ...)
-            if type(exc).__module__.startswith("redis"):
-                raise ServiceFailure(f"the state store failed: {exc}") from None
-            raise
-
-    def _handle(self, context: CallContext, request: dict[str, Any]) -> Any:
         namespace = request.get("namespace") or context.function
         if namespace != context.function and namespace not in context.namespaces:
             raise ServiceFailure(f"namespace {namespace!r} is not granted to {context.function!r} "
