@@ -256,5 +256,7 @@ def parse_time(value: str) -> float:
 
 
 def _flag(request: Request, name: str) -> bool:
+    if not request.query:
+        return False
     return parse_qs(request.query).get(name, ["false"])[0].lower() in ("1", "true", "yes")
 

@@ -46,6 +46,8 @@ class Bill:
 
     def with_own(self, quote: Quote) -> Quote:
         """A call's own quote plus everything its callees cost."""
+        if not self.calls:
+            return quote  # the common case, on every request
         return tuple(own + nested for own, nested in zip(quote, self.totals, strict=True))  # type: ignore[return-value]
 
     def add(self, quote: Quote, calls: int) -> None:

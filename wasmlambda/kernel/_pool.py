@@ -35,7 +35,7 @@ class Pool:
         self.idle_bytes = 0
         self.busy = 0
         self.evictions = 0
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._idle)
