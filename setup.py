@@ -7,7 +7,7 @@ from setuptools import Extension, setup
 
 extensions = [
     Extension(f"wasmlambda._fastpath.{name}", [f"wasmlambda/_fastpath/{name}.pyx"], extra_compile_args=["-O2"])
-    for name in ("_delta", "_call", "_parser", "_meter")
+    for name in ("_delta", "_call", "_parser", "_meter", "_handoff")
 ]
 
 setup(

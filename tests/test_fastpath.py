@@ -15,10 +15,10 @@ def test_compiled_extensions_are_loaded_in_ci() -> None:
     assert _snapshot._delta.__name__ == "wasmlambda._fastpath._delta"
     assert _snapshot._delta.__file__.endswith(".so")
     from wasmlambda.http import _parser
-    from wasmlambda.kernel import _meter
+    from wasmlambda.kernel import _meter, _scheduler
     from wasmlambda.sandbox import _call
 
-    for module, name in ((_call, "_call"), (_parser, "_parser"), (_meter, "_meter")):
+    for module, name in ((_call, "_call"), (_parser, "_parser"), (_meter, "_meter"), (_scheduler, "_handoff")):
         assert _fastpath.is_built(name)
         assert module._implementation.__name__ == f"wasmlambda._fastpath.{name}"
 

@@ -87,7 +87,7 @@ class Worker:
         self.default_limits = Limits(settings.default_timeout_ms, settings.default_memory_mb)
         self.registry = Registry(settings.data_dir)
         self.pool = Pool(settings.memory_budget_mb << 20, settings.idle_timeout_s, settings.max_instances)
-        self.scheduler = Scheduler(settings.sandbox_threads, settings.max_queue)
+        self.scheduler = Scheduler(settings.sandbox_threads, settings.max_queue, spin_us=settings.spin_us)
         self.metrics = Metrics()
         self.logs = LogStore()
         self.prices = PriceModel(settings.price_gb_second_pusd, settings.price_request_pusd,
