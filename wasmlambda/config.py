@@ -44,10 +44,10 @@ class Settings:
     max_instances: int = 256
     # Sandbox calls run on these threads, off the event loop.
     sandbox_threads: int = 16
-    # An idle sandbox thread busy-waits this long for the next call, yielding
-    # the CPU to anything runnable, before it sleeps (waking a sleeping thread
-    # costs ~50 µs on a VM); the event loop waits for a result at most 100 µs
-    # so.  0: never busy-wait (the choice for many workers on few cores).
+    # An idle sandbox thread busy-waits this long for the next call, and the
+    # event loop (when one call is in flight) for its result, yielding the
+    # CPU to anything runnable, before they sleep: waking a sleeping thread
+    # costs ~50 µs on a VM.  0: never busy-wait (many workers on few cores).
     spin_us: int = 300
     # Requests that may wait for a thread before new ones get 503.
     max_queue: int = 1024

@@ -24,11 +24,9 @@ cdef extern from *:
     static inline int wl_cas(int *p, int expected, int desired) {
         return __atomic_compare_exchange_n(p, &expected, desired, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
     }
-    #if defined(__x86_64__) || defined(__i386__)
+    /* Busy-wait politely: let the kernel run anything else runnable on this
+       core (a client, another sandbox thread) between two looks. */
     #define wl_relax() sched_yield()
-    #else
-    #define wl_relax() sched_yield()
-    #endif
     """
     unsigned long long wl_now_ns() nogil
     int wl_load(int *p) nogil

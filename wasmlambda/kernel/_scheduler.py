@@ -16,11 +16,11 @@ task parks with ``wait_task_rescheduled``: no thread cache, context copy or
 limiter round trip on the way.
 
 Even so, waking a sleeping thread costs ~50 µs on a virtual machine, twice
-per call.  So both sides spin before they sleep (see ``_handoff_py``): an
-idle sandbox thread watches a doorbell the loop rings for every job, and the
-loop watches a job for up to ``_LOOP_SPIN_NS`` before it parks; a short
-call then finishes without either wake-up (p50 of a warm hello over HTTP
-falls by ~40 %).  The loop spins less because it has connections to serve.
+per call.  So both sides spin (for ``spin_us``) before they sleep (see
+``_handoff_py``): an idle sandbox thread watches a doorbell the loop rings
+for every job, and the loop, when this is the only call in flight, watches
+the job before it parks; a short call then finishes without either wake-up
+(p50 of a warm hello over HTTP falls by ~40 %).
 """
 
 from __future__ import annotations
@@ -40,8 +40,6 @@ from ..errors import CapacityExceeded, DeadlineExceeded
 from . import _handoff_py
 
 _implementation = _fastpath.pick("_handoff", _handoff_py)
-
-_LOOP_SPIN_NS = 100_000
 
 T = TypeVar("T")
 
@@ -73,8 +71,7 @@ class Scheduler:
         self._reaper_token: trio.lowlevel.TrioToken | None = None
         self._doorbell = _implementation.Doorbell()
         self._spinner_idle = True  # one idle thread spins, the others sleep
-        self._idle_spin_ns = spin_us * 1000
-        self._loop_spin_ns = min(self._idle_spin_ns, _LOOP_SPIN_NS)
+        self._spin_ns = spin_us * 1000
 
     @property
     def waiting(self) -> int:
@@ -89,7 +86,11 @@ class Scheduler:
         try:
             self._jobs.put(job)
             self._doorbell.ring()
-            if job.completion.spin(self._loop_spin_ns) or not job.completion.park():
+            # Spin only while this is the one call in flight: under load the
+            # loop has other connections to serve, and one wake-up collects
+            # many results anyway.
+            spin_ns = self._spin_ns if self.running == 1 else 0
+            if job.completion.spin(spin_ns) or not job.completion.park():
                 assert job.result is not None  # finished while we spun: no wake-up to wait for
                 return job.result.unwrap()
             with trio.move_on_after(timeout_ms / 1000 + self.grace_s):
@@ -136,7 +137,7 @@ class Scheduler:
                 continue
             if self._spinner_idle:
                 self._spinner_idle = False
-                rung = self._doorbell.wait(seen, self._idle_spin_ns)
+                rung = self._doorbell.wait(seen, self._spin_ns)
                 self._spinner_idle = True
                 if rung:
                     continue
