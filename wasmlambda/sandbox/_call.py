@@ -1,9 +1,11 @@
-"""Picks the guest-call implementation: the Cython twin over the Wasmtime C
-API unless extensions are off (see wasmlambda/_fastpath)."""
+"""Picks the guest-call implementation, and with it the host-call imports':
+the Cython twin over the Wasmtime C API unless extensions are off (see
+wasmlambda/_fastpath)."""
 
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any, NoReturn, Protocol
 
@@ -12,6 +14,7 @@ from wasmtime import _ffi as ffi
 
 from .. import _fastpath
 from . import _call_py
+from ._hostcalls import NO_SERVICES, Dispatch, HostCalls
 
 _implementation = _fastpath.pick("_call", _call_py)
 
@@ -51,3 +54,18 @@ def make_caller(store: wasmtime.Store, handle: wasmtime.Func, memory: wasmtime.M
                                               ctypes.addressof(memory._memory), *_C_FUNCTIONS, _raise_failure,
                                               (store, handle, memory))
     return caller
+
+
+def link_host_calls(linker: wasmtime.Linker, dispatch: Dispatch | None, log: Callable[[str], None] = print,
+                    implementation: ModuleType = _implementation) -> object:
+    """Define the ``wasmlambda`` imports on ``linker``; keep the returned object as long as the linker."""
+    if implementation is _call_py:
+        host_calls = HostCalls(dispatch, log)
+        host_calls.link(linker)
+        return host_calls
+    i32 = wasmtime.ValType.i32()
+    call_type, read_type = wasmtime.FuncType([i32, i32], [i32]), wasmtime.FuncType([i32], [])
+    imports = implementation.HostImports(dispatch, log, NO_SERVICES)
+    imports.link(_address(linker.ptr()), _address(ffi.dll.wasmtime_linker_define_func), _address(call_type.ptr()),
+                 _address(read_type.ptr()), _raise_failure)
+    return imports

@@ -25,7 +25,8 @@ import wasmtime
 from wasmtime import _ffi as ffi
 
 from ..errors import CapacityExceeded, DeadlineExceeded, DeployError, GuestTrap, MemoryLimitExceeded
-from ._hostcalls import Dispatch, HostCalls
+from ._call import link_host_calls
+from ._hostcalls import Dispatch
 from ._instance import GUEST_CODE_DIR, GUEST_STDLIB, TICK_MS, Instance
 from ._snapshot import Snapshot
 
@@ -63,7 +64,7 @@ class Runtime:
         self.module = _load_module(self.engine, image, cache_dir / "compiled", meter_fuel)
         self._linker = wasmtime.Linker(self.engine)
         self._linker.define_wasi()
-        HostCalls(host_dispatch).link(self._linker)
+        self._host_calls = link_host_calls(self._linker, host_dispatch)
         self._pre = self._linker.instantiate_pre(self.module)
         self._empty_code_dir = tempfile.TemporaryDirectory(prefix="wasmlambda-empty-")
         self._stop_ticking = threading.Event()
