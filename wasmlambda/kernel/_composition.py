@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from ..errors import FunctionNotFound
-from ..services import CallContext, ServiceFailure
+from ..services import CallContext, Service, ServiceFailure
 
 if TYPE_CHECKING:
     from ._worker import Worker
@@ -41,8 +41,7 @@ class Bill:
         self.totals: Quote = (0, 0, 0, 0)
 
     def next_id(self) -> int:
-        with self._lock:
-            return next(self._ids)
+        return next(self._ids)  # atomic: itertools.count is C code under the GIL
 
     def with_own(self, quote: Quote) -> Quote:
         """A call's own quote plus everything its callees cost."""
@@ -53,10 +52,11 @@ class Bill:
     def add(self, quote: Quote, calls: int) -> None:
         with self._lock:
             self.calls += calls
-            self.totals = tuple(a + b for a, b in zip(self.totals, quote, strict=True))  # type: ignore[assignment]
+            cost, memory, at_1ms, at_100ms = self.totals
+            self.totals = (cost + quote[0], memory + quote[1], at_1ms + quote[2], at_100ms + quote[3])
 
 
-class InvokeService:
+class InvokeService(Service):
     name = "invoke"
 
     def __init__(self, worker: Worker) -> None:
@@ -71,8 +71,6 @@ class InvokeService:
             raise ServiceFailure("function must be a function name")
         op = request.get("op")
         try:
-            if op == "call":
-                return self._call(name, request.get("event"), context)
             if op == "map":
                 events = request.get("events")
                 if not isinstance(events, list):
@@ -81,6 +79,17 @@ class InvokeService:
         except FunctionNotFound as exc:
             raise ServiceFailure(str(exc)) from None
         raise ServiceFailure(f"unknown operation {op!r}")
+
+    def handle_bytes(self, context: CallContext, op: str, payload: bytes) -> bytes:
+        """``invoke``: the payload is the callee's name, NUL, its JSON event;
+        event and result pass through as bytes."""
+        name, separator, event = payload.partition(b"\0")
+        if op != "call" or not separator:
+            raise ServiceFailure(f"unknown operation {op!r}")
+        try:
+            return self.worker.call_nested(name.decode(), event, context)
+        except FunctionNotFound as exc:
+            raise ServiceFailure(str(exc)) from None
 
     def _call(self, name: str, event: Any, context: CallContext) -> Any:
         result = self.worker.call_nested(name, json.dumps(event).encode(), context)

@@ -18,7 +18,7 @@ one place, ``price_call`` (_meter_py.py and its Cython twin).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, NamedTuple
 
 from .. import _fastpath
 from . import _meter_py
@@ -32,8 +32,9 @@ PICO_PER_DOLLAR = 10**12
 NS_PER_US = 1000
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Usage:
+class Usage(NamedTuple):
+    """One call's measurements (a NamedTuple: built for every call, nested ones included)."""
+
     request_id: str
     function: str
     started_at: float  # wall clock (epoch seconds), for the ledger

@@ -7,9 +7,13 @@ state namespaces it was granted), and is closed at shutdown.  The worker
 binds the context for the duration of a guest call on the sandbox thread;
 the sandbox's host-call import hands request bytes to :meth:`Services.dispatch`.
 
-Requests and responses are JSON: ``{"service", "op", ...}`` in,
-``{"ok": value}`` or ``{"error": "<service>: <phase>: <message>"}`` out, so
-a failing service is named to the guest, which raises ServiceError.
+Requests are JSON, ``{"service", "op", ...}``, or, for payloads that are
+bytes already (an invoked function's event), ``NUL service NUL op NUL
+payload``: the service's ``handle_bytes`` gets the payload untouched and
+answers JSON bytes, which go back unparsed (calls between functions never
+re-encode on the host).  Responses are ``{"ok": value}`` or ``{"error":
+"<service>: <phase>: <message>"}``, so a failing service is named to the
+guest, which raises ServiceError.
 """
 
 from __future__ import annotations
@@ -41,6 +45,10 @@ class Service(Protocol):
 
     def handle(self, context: CallContext, request: dict[str, Any]) -> Any: ...
 
+    def handle_bytes(self, context: CallContext, op: str, payload: bytes) -> bytes:
+        """A request with a byte payload; the answer is a JSON value, encoded."""
+        raise ServiceFailure("this service takes JSON requests only")
+
     def close(self) -> None: ...
 
 
@@ -57,11 +65,16 @@ class Services:
         return _Binding(self._local, context)
 
     def dispatch(self, raw: bytes) -> bytes:
+        payload: bytes | None = None
         try:
-            request = json.loads(raw)
-            name = request.get("service")
+            if raw[:1] == b"\0":
+                service_name, op_name, payload = raw[1:].split(b"\0", 2)
+                name, op = service_name.decode(), op_name.decode()
+            else:
+                request = json.loads(raw)
+                name, op = request.get("service"), request.get("op", "?")
         except (ValueError, AttributeError):
-            return _error("host", "decode", "the request is not a JSON object")
+            return _error("host", "decode", "the request is neither a JSON object nor NUL-separated bytes")
         service = self._services.get(name)
         if service is None:
             return _error(str(name), "dispatch", "no such service on this worker")
@@ -69,10 +82,11 @@ class Services:
         if context is None:
             return _error(name, "prepare", "host services are only available while a request is handled")
         try:
-            result = service.handle(context, request)
+            if payload is not None:
+                return b'{"ok": ' + service.handle_bytes(context, op, payload) + b"}"
+            return json.dumps({"ok": service.handle(context, request)}).encode()
         except ServiceFailure as exc:
-            return _error(name, str(request.get("op", "?")), str(exc))
-        return json.dumps({"ok": result}).encode()
+            return _error(name, str(op), str(exc))
 
     def close(self) -> None:
         for service in self._services.values():

@@ -19,7 +19,7 @@ from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError
-from ._host import CallContext, ServiceFailure
+from ._host import CallContext, Service, ServiceFailure
 
 MAX_KEY_BYTES = 1024
 _NOT_A_COUNTER = "the key does not hold an integer counter"
@@ -161,7 +161,7 @@ def _as_counter(value: bytes | None) -> int:
         raise ServiceFailure(_NOT_A_COUNTER) from None
 
 
-class KeyValueService:
+class KeyValueService(Service):
     name = "kv"
 
     def __init__(self, store: Store) -> None:
