@@ -220,3 +220,26 @@ def test_context_logs_and_prints(runtime: Runtime, make_function: FunctionFactor
         instance.invoke(b'"fail"', 2000, "req-2")
     assert caught.value.logs.startswith("printed fail\nlogged ctx req-2 48\nTraceback (most recent call last):")
     assert caught.value.logs.rstrip().endswith("RuntimeError: failing on purpose")
+
+
+def test_results_encode_as_json_dumps_does_and_failures_leave_nothing_behind(
+        runtime: Runtime, make_function: FunctionFactory) -> None:
+    instance = start(runtime, make_function("enc", """
+        HOLDER = []
+
+        def f(event):
+            if event == "unencodable":  # fails inside HOLDER, after the encoder has marked it
+                HOLDER.append(object())
+                return HOLDER
+            if event == "nan":
+                return float("nan")
+            HOLDER[:] = [1]  # (an empty list would be written without a look at the marks)
+            return {"text": "héllo ✓", "values": [1, 2.5, None, True, "x"], "holder": [HOLDER]}
+    """))
+    good = json.dumps({"text": "héllo ✓", "values": [1, 2.5, None, True, "x"], "holder": [[1]]},
+                      ensure_ascii=False).encode()
+    for bad in ("unencodable", "nan"):
+        with pytest.raises(GuestError, match="JSON cannot encode"):
+            instance.invoke(json.dumps(bad).encode(), 5000)
+        # Had the encoder kept its marks from the failed call, HOLDER would now look circular.
+        assert instance.invoke(b'"good"', 5000)[0] == good
