@@ -1,8 +1,9 @@
 """End-to-end load: POST /run/hello over loopback, worker versus baseline.
 
-Starts two ``wasmlambda serve`` workers with hello and hello_c deployed (the
-fast path, and the reference path: ``--http h11`` with
-``WASMLAMBDA_NO_EXTENSIONS=1``) and bench/baseline_server.py,
+Starts three ``wasmlambda serve`` workers with hello and hello_c deployed (the
+fast path; the fast path without busy-waiting, ``spin_us = 0``; and the
+reference path: ``--http h11`` with ``WASMLAMBDA_NO_EXTENSIONS=1``) and
+bench/baseline_server.py,
 then drives each with keep-alive connections from a single-threaded
 selectors client, recording every request's latency.  Prints a markdown
 table: requests/s, p50, p99, and the worker/baseline ratio.
@@ -149,6 +150,8 @@ def main() -> int:
             ], env)
 
         fast, fast_port = worker("fast")
+        # The same without busy-waiting for the sandbox hop (spin_us = 0): what the spin buys.
+        no_spin, no_spin_port = worker("no-spin", env={"WASMLAMBDA_SPIN_US": "0"})
         # The reference path: h11 for HTTP, wasmtime-py's Func.__call__ for the guest call.
         slow, slow_port = worker("slow", "--http", "h11", env={"WASMLAMBDA_NO_EXTENSIONS": "1"})
         baseline, baseline_port = start_server([sys.executable, str(REPO / "bench" / "baseline_server.py")])
@@ -157,6 +160,7 @@ def main() -> int:
             ("baseline: trio + h11, no sandbox", baseline_port, "/run/hello"),
             ("wasmlambda h11 + wasmtime-py, hello", slow_port, "/run/hello"),
             ("wasmlambda fast path, hello", fast_port, "/run/hello"),
+            ("wasmlambda fast path, spin_us=0, hello", no_spin_port, "/run/hello"),
             ("wasmlambda fast path, hello_c", fast_port, "/run/hello_c"),
         )
         use_wrk = args.wrk_seconds > 0 and shutil.which("wrk") is not None
@@ -170,7 +174,7 @@ def main() -> int:
                     figures = wrk_measure(port, path, 16, args.wrk_seconds)
                     results.append({"server": name, "client": "wrk", "concurrency": 16, **figures})
         finally:
-            for process in (fast, slow, baseline):
+            for process in (fast, no_spin, slow, baseline):
                 stop_server(process)
 
     print(f"POST /run/hello and /run/hello_c, {args.requests} requests per row, keep-alive, loopback; "
