@@ -6,6 +6,10 @@ Theory of operation: a guest hands the host one request with
 The request and response bytes are opaque here: ``dispatch`` (the kernel's
 services) gives them meaning.  The pending response is kept per thread,
 because a guest call runs entirely on one sandbox thread.
+
+This is the pure-Python twin, on wasmtime-py's trampolines (~15 µs per
+import call); ``HostImports`` in wasmlambda/_fastpath/_call.pyx defines the
+same imports as C callbacks.  ``_call.link_host_calls`` picks one.
 """
 
 from __future__ import annotations
