@@ -22,6 +22,7 @@
  * result into `response`; it returns WL_OK, or the result of wl_fail(), whose
  * message the caller receives as a 502 GuestError.  Memory is reclaimed when
  * the worker discards the instance, so a handler may simply malloc.
+ * wl_invoke() calls another deployed function (C or Python) in-process.
  *
  * Under the hood this header implements the worker's guest ABI (the same
  * one the Python runtime's shim speaks): exports `wl_reserve(n) -> ptr` and
@@ -153,6 +154,50 @@ static inline int wl_json_string(const char *json, size_t len, const char *key, 
         return 1;
     }
     return 0;
+}
+
+/* ---- calling other functions ---- */
+
+__attribute__((import_module("wasmlambda"), import_name("host_call")))
+int32_t wl__host_call(const char *request, int32_t size);
+__attribute__((import_module("wasmlambda"), import_name("host_read")))
+void wl__host_read(char *response);
+
+/*
+ * Call another deployed function in-process, as wasmlambda_guest.invoke does
+ * in Python: `event` is its JSON event.  On success its JSON result is
+ * appended to `result` and WL_OK returned; otherwise the error message
+ * (naming the callee) is appended and WL_FAILED returned.  Same limits and
+ * billing as an HTTP call; the callee's cost goes onto this request's bill.
+ */
+static inline int wl_invoke(const char *function, const char *event, size_t event_len, wl_buffer *result) {
+    /* The host's byte lane: NUL "invoke" NUL "call" NUL function NUL event. */
+    wl_buffer request = {0};
+    wl_append_bytes(&request, "\0invoke\0call\0", 13);
+    wl_append_bytes(&request, function, strlen(function) + 1);
+    wl_append_bytes(&request, event, event_len);
+    if (request.failed) { free(request.data); result->failed = 1; return WL_FAILED; }
+    int32_t size = wl__host_call(request.data, (int32_t)request.len);
+    free(request.data);
+    if (size < 0) { wl_append(result, "the host failed to answer a service call"); return WL_FAILED; }
+    char *answer = malloc(size > 0 ? (size_t)size : 1);
+    if (answer == NULL) { result->failed = 1; return WL_FAILED; }
+    wl__host_read(answer);
+    /* {"ok": <the result, as the callee wrote it>} or {"error": "<message>"} */
+    static const char ok[] = "{\"ok\": ";
+    size_t n = (size_t)size, prefix = sizeof ok - 1;
+    int status;
+    if (n > prefix && memcmp(answer, ok, prefix) == 0 && answer[n - 1] == '}') {
+        status = wl_append_bytes(result, answer + prefix, n - prefix - 1);
+    } else {
+        char message[1024];
+        if (!wl_json_string(answer, n, "error", message, sizeof message))
+            strcpy(message, "the host's answer could not be read");
+        wl_append(result, message);
+        status = WL_FAILED;
+    }
+    free(answer);
+    return status;
 }
 
 /* ---- the ABI; everything below is called by the worker, not by you ---- */

@@ -77,3 +77,58 @@ def test_bad_native_modules_are_rejected(worker: WorkerProcess, tmp_path: Path) 
     assert reply.status == 400
     assert reply.error["message"] == ("f.wasm does not export memory, wl_handle, wl_reserve: "
                                       "build it with guest_sdk against wasmlambda.h")
+
+
+INVOKING_C = """
+#include "wasmlambda.h"
+
+/* {"to": NAME, "event": EVENT}, in that order: invoke NAME with EVENT. */
+static int handler(const wl_request *request, wl_buffer *response) {
+    char to[64];
+    if (!wl_json_string(request->event, request->event_len, "to", to, sizeof to))
+        return wl_fail(response, "the event needs a \\"to\\" string");
+    static const char key[] = "\\"event\\": ";
+    const char *event = "null";
+    size_t len = 4;
+    for (size_t i = 0; i + sizeof key < request->event_len; i++) {
+        if (memcmp(request->event + i, key, sizeof key - 1) == 0) {
+            event = request->event + i + sizeof key - 1;
+            len = request->event_len - (i + sizeof key - 1) - 1;  /* up to the closing brace */
+            break;
+        }
+    }
+    wl_buffer result = {0};
+    int status = wl_invoke(to, event, len, &result);
+    if (status != WL_OK) {
+        wl_append_bytes(&result, "", 1);
+        status = wl_fail(response, result.data);
+    } else {
+        wl_append(response, "{\\"got\\": ");
+        wl_append_bytes(response, result.data, result.len);
+        status = wl_append(response, "}");
+    }
+    free(result.data);
+    return status;
+}
+
+WL_HANDLER(handler)
+"""
+
+
+def test_c_functions_invoke_python_and_c_ones(worker: WorkerProcess, tmp_path: Path) -> None:
+    (tmp_path / "caller").mkdir()
+    (tmp_path / "caller" / "f.c").write_text(INVOKING_C)
+    (tmp_path / "boom").mkdir()
+    (tmp_path / "boom" / "f.py").write_text("def f(event):\n    raise ValueError('no')\n")
+    for name, folder in (("caller", tmp_path / "caller"), ("hello", EXAMPLES / "hello"),
+                         ("hello_c", EXAMPLES / "hello_c"), ("boom", tmp_path / "boom")):
+        assert worker.deploy(name, folder).status == 201
+    assert worker.run("caller", {"to": "hello", "event": {"name": "ç"}}).json() == {"got": {"hello": "ç"}}
+    reply = worker.run("caller", {"to": "hello_c", "event": {"name": "c"}})
+    assert reply.json() == {"got": {"hello": "c"}}
+    assert reply.headers["x-wasmlambda-nested-calls"] == "1"
+    for to, message in (("boom", "invoke: call: boom: GuestError: ValueError: no"),
+                        ("ghost", "invoke: call: no function named 'ghost' is deployed"),
+                        ("caller", "invoke: call: call cycle: caller -> caller")):
+        failed = worker.run("caller", {"to": to, "event": {"to": "caller"}})
+        assert (failed.status, failed.error["message"]) == (502, f"Error: {message}"), to
