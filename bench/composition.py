@@ -2,7 +2,8 @@
 
 * a chain of 10 functions (each ``invoke``s the next) in one HTTP request,
   beside 10 HTTP round trips to a leaf function: what one in-process hop
-  costs against one HTTP round trip;
+  costs against one HTTP round trip; once with Python functions, once with
+  C ones (wasmlambda.h), to separate the hop from the interpreter's work;
 * key-value get and put latency from inside a guest, SQLite versus Redis
   (a redis-server is started on a free loopback port).
 
@@ -27,8 +28,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.load import start_server, stop_server
 from guest_sdk import build_bytes
 
-LINK = "from wasmlambda_guest import invoke\n\ndef f(event):\n    return invoke({next!r}, event) + 1\n"
+LINK = "from wasmlambda_guest import invoke\n\ndef f(event):\n    return invoke('NEXT', event) + 1\n"
 LEAF = "def f(event):\n    return 0\n"
+# The same chain in C: what a hop costs without CPython's own work in each guest.
+C_LINK = """#include "wasmlambda.h"
+
+static int link(const wl_request *request, wl_buffer *response) {
+    wl_buffer result = {0};
+    int status = wl_invoke("NEXT", request->event, request->event_len, &result);
+    wl_append_bytes(&result, "", 1);
+    status = status == WL_OK ? wl_appendf(response, "%d", atoi(result.data) + 1) : wl_fail(response, result.data);
+    free(result.data);
+    return status;
+}
+
+WL_HANDLER(link)
+"""
+C_LEAF = """#include "wasmlambda.h"
+
+static int leaf(const wl_request *request, wl_buffer *response) { return wl_append(response, "0"); }
+
+WL_HANDLER(leaf)
+"""
 KV = """import time
 from wasmlambda_guest import kv
 
@@ -44,10 +65,11 @@ def f(event):
 """
 
 
-def deploy(connection: http.client.HTTPConnection, scratch: Path, name: str, source: str) -> None:
+def deploy(connection: http.client.HTTPConnection, scratch: Path, name: str, source: str,
+           file: str = "f.py") -> None:
     folder = scratch / name
     folder.mkdir()
-    (folder / "f.py").write_text(source)
+    (folder / file).write_text(source)
     connection.request("POST", f"/registry/{name}", build_bytes(folder, progress=lambda _: None, check=False))
     response = connection.getresponse()
     if response.status != 201:
@@ -69,6 +91,27 @@ def call_timed(connection: http.client.HTTPConnection, name: str, event: object)
     if response.status != 200:
         raise RuntimeError(f"{name}: {body!r}")
     return (time.perf_counter() - started) * 1e6, json.loads(body), int(response.getheader("x-wasmlambda-run-us", "0"))
+
+
+def measure_chain(connection: http.client.HTTPConnection, first: str, leaf: str,
+                  rounds: int) -> tuple[float, float, float, float]:
+    """p50 of: one round trip to ``leaf``, one request running the chain from
+    ``first``, the hop from round trips, the hop from the worker's run time."""
+    for _ in range(20):
+        call(connection, first, None)
+        call(connection, leaf, None)
+    chain, single, chain_run, leaf_run = [], [], [], []
+    for _ in range(rounds):
+        elapsed, value, run_us = call_timed(connection, first, None)
+        assert value == 9, value
+        chain.append(elapsed)
+        chain_run.append(run_us)
+        leaves = [call_timed(connection, leaf, None) for _ in range(10)]
+        single.append(sum(elapsed for elapsed, _, _ in leaves) / 10)
+        leaf_run.extend(run_us for _, _, run_us in leaves)
+    chain_p50, http_p50 = statistics.median(chain), statistics.median(single)
+    run_hop = (statistics.median(chain_run) - statistics.median(leaf_run)) / 9
+    return http_p50, chain_p50, (chain_p50 - http_p50) / 9, run_hop
 
 
 def free_port() -> int:
@@ -95,34 +138,23 @@ def main() -> int:
         }
         try:
             connection = http.client.HTTPConnection("127.0.0.1", workers["sqlite"][1], timeout=60)
-            for index in range(10):
-                deploy(connection, scratch, f"link{index}", LINK.format(next=f"link{index + 1}") if index < 9 else LEAF)
-            deploy(connection, scratch, "leaf", LEAF)
-            for _ in range(20):
-                call(connection, "link0", None)
-                call(connection, "leaf", None)
-            chain, single, chain_run, leaf_run = [], [], [], []
-            for _ in range(args.rounds):
-                elapsed, value, run_us = call_timed(connection, "link0", None)
-                assert value == 9
-                chain.append(elapsed)
-                chain_run.append(run_us)
-                leaf = [call_timed(connection, "leaf", None) for _ in range(10)]
-                single.append(sum(elapsed for elapsed, _, _ in leaf) / 10)
-                leaf_run.extend(run_us for _, _, run_us in leaf)
-            chain_p50, http_p50 = statistics.median(chain), statistics.median(single)
-            hop = (chain_p50 - http_p50) / 9
-            run_hop = (statistics.median(chain_run) - statistics.median(leaf_run)) / 9
-            print(f"{args.rounds} rounds, p50 over rounds, one keep-alive connection\n")
-            print("| what | p50 µs |")
-            print("|---|---|")
-            print(f"| one HTTP round trip to a leaf function (mean of 10 per round) | {http_p50:.0f} |")
-            print(f"| 10 HTTP round trips (the chain done over HTTP) | {10 * http_p50:.0f} |")
-            print(f"| one HTTP request running a chain of 10 functions via invoke | {chain_p50:.0f} |")
-            print(f"| one in-process invoke hop: (chain - one round trip) / 9 | {hop:.0f} |")
-            print(f"| the same, from the worker's run time (X-WasmLambda-Run-Us): (chain - leaf) / 9 | {run_hop:.0f} |")
-            print(f"\nan invoke hop costs {hop / http_p50:.2f} of an HTTP round trip; the whole chain "
-                  f"{10 * http_p50 / chain_p50:.1f}x faster than 10 HTTP round trips\n")
+            chains = {"Python": ("f.py", LINK, LEAF), "C (wasmlambda.h)": ("f.c", C_LINK, C_LEAF)}
+            print(f"{args.rounds} rounds, p50 over rounds, one keep-alive connection (http.client)\n")
+            print("| functions | one HTTP round trip to the leaf | 10 round trips | one request, chain of 10 "
+                  "via invoke | hop: (chain - round trip) / 9 | hop from run time: (chain - leaf) / 9 "
+                  "| hop / round trip |")
+            print("|---|---|---|---|---|---|---|")
+            for language, (file, link, leaf) in chains.items():
+                prefix = file.replace(".", "")  # fpy / fc: one chain per language
+                for index in range(10):
+                    source = link.replace("NEXT", f"{prefix}link{index + 1}") if index < 9 else leaf
+                    deploy(connection, scratch, f"{prefix}link{index}", source, file)
+                deploy(connection, scratch, f"{prefix}leaf", leaf, file)
+                http_p50, chain_p50, hop, run_hop = measure_chain(connection, f"{prefix}link0", f"{prefix}leaf",
+                                                                  args.rounds)
+                print(f"| {language} | {http_p50:.0f} | {10 * http_p50:.0f} | {chain_p50:.0f} | {hop:.0f} "
+                      f"| {run_hop:.0f} | **{hop / http_p50:.2f}** |")
+            print()
 
             print("| backend | kv.get µs | kv.put µs |")
             print("|---|---|---|")
