@@ -45,8 +45,9 @@ bench: setup
 	$(BIN)/python bench/deadline.py | tee .benchmarks/deadline.md
 	$(BIN)/python bench/metering.py | tee .benchmarks/metering.md
 	$(BIN)/python bench/composition.py | tee .benchmarks/composition.md
+	$(BIN)/python bench/invoke_in_process.py | tee .benchmarks/invoke.md
 	$(BIN)/python bench/report.py --write bench/RESULTS.md .benchmarks/micro.md .benchmarks/load.md \
-		.benchmarks/deadline.md .benchmarks/metering.md .benchmarks/composition.md
+		.benchmarks/deadline.md .benchmarks/metering.md .benchmarks/composition.md .benchmarks/invoke.md
 
 clean:
 	rm -rf build wasmlambda/_fastpath/*.c wasmlambda/_fastpath/*.so
