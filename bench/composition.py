@@ -50,6 +50,16 @@ static int leaf(const wl_request *request, wl_buffer *response) { return wl_appe
 
 WL_HANDLER(leaf)
 """
+# The two chains: functions named <prefix>link0..9 (link0 calls link1, ...; link9 is a leaf
+# returning 0, so the chain answers 9) and <prefix>leaf, a lone leaf.
+CHAINS = {"Python": ("py", "f.py", LINK, LEAF), "C (wasmlambda.h)": ("c", "f.c", C_LINK, C_LEAF)}
+
+
+def chain_functions(prefix: str, link: str, leaf: str) -> list[tuple[str, str]]:
+    """(name, source) of one chain's functions, its lone leaf last."""
+    functions = [(f"{prefix}link{index}", link.replace("NEXT", f"{prefix}link{index + 1}") if index < 9 else leaf)
+                 for index in range(10)]
+    return [*functions, (f"{prefix}leaf", leaf)]
 KV = """import time
 from wasmlambda_guest import kv
 
@@ -138,18 +148,14 @@ def main() -> int:
         }
         try:
             connection = http.client.HTTPConnection("127.0.0.1", workers["sqlite"][1], timeout=60)
-            chains = {"Python": ("f.py", LINK, LEAF), "C (wasmlambda.h)": ("f.c", C_LINK, C_LEAF)}
             print(f"{args.rounds} rounds, p50 over rounds, one keep-alive connection (http.client)\n")
             print("| functions | one HTTP round trip to the leaf | 10 round trips | one request, chain of 10 "
                   "via invoke | hop: (chain - round trip) / 9 | hop from run time: (chain - leaf) / 9 "
                   "| hop / round trip |")
             print("|---|---|---|---|---|---|---|")
-            for language, (file, link, leaf) in chains.items():
-                prefix = file.replace(".", "")  # fpy / fc: one chain per language
-                for index in range(10):
-                    source = link.replace("NEXT", f"{prefix}link{index + 1}") if index < 9 else leaf
-                    deploy(connection, scratch, f"{prefix}link{index}", source, file)
-                deploy(connection, scratch, f"{prefix}leaf", leaf, file)
+            for language, (prefix, file, link, leaf) in CHAINS.items():
+                for name, source in chain_functions(prefix, link, leaf):
+                    deploy(connection, scratch, name, source, file)
                 http_p50, chain_p50, hop, run_hop = measure_chain(connection, f"{prefix}link0", f"{prefix}leaf",
                                                                   args.rounds)
                 print(f"| {language} | {http_p50:.0f} | {10 * http_p50:.0f} | {chain_p50:.0f} | {hop:.0f} "

@@ -18,7 +18,7 @@ from pathlib import Path
 import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.composition import C_LEAF, C_LINK, LEAF, LINK
+from bench.composition import CHAINS, chain_functions
 from guest_sdk import build_bytes
 from wasmlambda import _guest_runtime
 from wasmlambda.config import Settings
@@ -51,11 +51,8 @@ async def measure(calls: int, scratch: Path) -> None:
         print(f"{calls} calls each, p50, one thread, in process\n")
         print("| functions | leaf µs | chain of 10 µs | hop: (chain - leaf) / 9 µs |")
         print("|---|---|---|---|")
-        for language, file, link, leaf in (("Python", "f.py", LINK, LEAF), ("C (wasmlambda.h)", "f.c", C_LINK, C_LEAF)):
-            prefix = file.replace(".", "")
-            for index in range(11):
-                name = f"{prefix}link{index}" if index < 10 else f"{prefix}leaf"
-                source = link.replace("NEXT", f"{prefix}link{index + 1}") if index < 9 else leaf
+        for language, (prefix, file, link, leaf) in CHAINS.items():
+            for name, source in chain_functions(prefix, link, leaf):
                 folder = scratch / name
                 folder.mkdir()
                 (folder / file).write_text(source)
