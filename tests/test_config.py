@@ -31,6 +31,8 @@ def test_config_file_from_environment(tmp_path: Path) -> None:
         ("port = 70000", "port must be 0-65535"),
         ("default_memory_mb = 4", "memory_mb must be between 16"),
         ("default_timeout_ms = 0", "default_timeout_ms must be positive"),
+        ("spin_us = 20000", "spin_us must be 0-10000"),
+        ("spin_us = -1", "spin_us must be 0-10000"),
         ("port = [", "Invalid"),
     ],
 )

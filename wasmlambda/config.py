@@ -18,6 +18,8 @@ from .errors import ConfigError
 
 # The Python guest's snapshot alone is 7.2 MiB of linear memory.
 MIN_MEMORY_MB = 16
+# Busy-waiting longer than this (10 ms) would hold the event loop up.
+MAX_SPIN_US = 10_000
 
 
 def _xdg(variable: str, fallback: str) -> Path:
@@ -83,7 +85,10 @@ class Settings:
                      "max_call_depth", "max_fan_out"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("spin_us", "max_queue", "price_gb_second_pusd", "price_request_pusd", "price_million_fuel_pusd"):
+        if not 0 <= self.spin_us <= MAX_SPIN_US:
+            raise ConfigError(f"spin_us must be 0-{MAX_SPIN_US} (longer would stall the event loop), "
+                              f"got {self.spin_us}")
+        for name in ("max_queue", "price_gb_second_pusd", "price_request_pusd", "price_million_fuel_pusd"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
         check_memory_mb(self.default_memory_mb, self.max_memory_mb)
