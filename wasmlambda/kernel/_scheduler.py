@@ -29,6 +29,7 @@ import collections
 import os
 import queue
 import threading
+import traceback
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -45,13 +46,15 @@ T = TypeVar("T")
 
 
 class _Job(Generic[T]):
-    __slots__ = ("completion", "function", "result", "task")
+    __slots__ = ("completion", "function", "on_abandoned", "result", "task")
 
-    def __init__(self, function: Callable[[], T], task: trio.lowlevel.Task) -> None:
+    def __init__(self, function: Callable[[], T], task: trio.lowlevel.Task,
+                 on_abandoned: Callable[[], None] | None) -> None:
         self.function = function
         self.task: trio.lowlevel.Task | None = task  # None once abandoned
         self.result: outcome.Outcome[T] | None = None
         self.completion = _implementation.Completion()
+        self.on_abandoned = on_abandoned
 
 
 class Scheduler:
@@ -77,11 +80,14 @@ class Scheduler:
     def waiting(self) -> int:
         return self._jobs.qsize()
 
-    async def run(self, function: Callable[[], T], timeout_ms: int) -> T:
+    async def run(self, function: Callable[[], T], timeout_ms: int,
+                  on_abandoned: Callable[[], None] | None = None) -> T:
+        """``function()`` on a sandbox thread.  If it is abandoned (DeadlineExceeded
+        here), ``on_abandoned`` runs on the event loop once it has ended after all."""
         if self.waiting >= self.max_queue:
             raise CapacityExceeded(f"{self.waiting} calls are already queued", retry_after=1)
         self._start()
-        job = _Job(function, trio.lowlevel.current_task())
+        job = _Job(function, trio.lowlevel.current_task(), on_abandoned)
         self.running += 1
         try:
             self._jobs.put(job)
@@ -153,9 +159,14 @@ class Scheduler:
             self._wake_pending = False
             while self._done:
                 job = self._done.popleft()
-                if job.task is not None:  # an abandoned job's result is dropped here
+                if job.task is not None:
                     assert job.result is not None
                     trio.lowlevel.reschedule(job.task, outcome.Value(job.result))
+                elif job.on_abandoned is not None:  # an abandoned job's result is dropped here
+                    try:
+                        job.on_abandoned()
+                    except Exception:  # the loop must outlive a faulty callback
+                        traceback.print_exc()
 
     def close(self) -> None:
         """Stop the threads once their current jobs end (abandoned ones may still be running)."""

@@ -143,9 +143,18 @@ class Worker:
         instance = self.pool.acquire(key)
         result: bytes | None = None
         error: WasmLambdaError | None = None
+        answered: list[Usage] = []  # the row written when the caller got its answer
+
+        def bill_late_calls() -> None:
+            # Abandoned, the call may still finish nested calls after its 504:
+            # their cost replaces its ledger row (the 504 said what was known).
+            if answered and self.ledger is not None and context.bill.calls:
+                self.ledger.record(answered[0], self.prices.quote(answered[0]), context.bill)
+
         try:
             result, logs = await self.scheduler.run(
-                lambda: self._run_guest(function, instance, event, context, run, head=head), limits.timeout_ms)
+                lambda: self._run_guest(function, instance, event, context, run, head=head), limits.timeout_ms,
+                bill_late_calls)
         except DeadlineExceeded as exc:
             # Abandoned: the thread still owns the instance and frees it when done.
             error, logs, run.instance = exc, exc.logs, None
@@ -154,6 +163,7 @@ class Worker:
             error, logs = exc, exc.logs
         self.pool.release(key, run.instance, function.spec.isolation == "warm")
         usage, cost = self._account(function, context, run, event, result, error, logs)
+        answered.append(usage)  # before any await: the scheduler calls back only after one
         return Invocation(usage, microseconds(arrived, time.perf_counter_ns()), cost, result, error, logs,
                           context.bill.calls, run.response_settings)
 
