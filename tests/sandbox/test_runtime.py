@@ -125,6 +125,17 @@ def test_event_that_is_not_json(runtime: Runtime, make_function: FunctionFactory
     assert instance.invoke(b"", 5000) == (b"null", "")  # an empty body is a null event
 
 
+def test_events_in_any_encoding_json_accepts(runtime: Runtime, make_function: FunctionFactory) -> None:
+    instance = start(runtime, make_function("enc-in", "def f(event):\n    return event\n"))
+    event = {"text": "héllo ✓ \U0001f600", "n": [1, 2.5]}
+    text = json.dumps(event, ensure_ascii=False)
+    for encoded in (text.encode(), text.encode("utf-8-sig"), text.encode("utf-16"), text.encode("utf-16-le"),
+                    text.encode("utf-16-be"), text.encode("utf-32"), b"7", b"[]", '"é"'.encode()):
+        assert json.loads(instance.invoke(encoded, 5000)[0]) == json.loads(encoded), encoded[:8]
+    with pytest.raises(BadRequest, match="not valid JSON"):
+        instance.invoke(b"\xff\xfe\x00", 5000)
+
+
 def test_result_that_json_cannot_encode(runtime: Runtime, make_function: FunctionFactory) -> None:
     instance = start(runtime, make_function("r", "def f(event):\n    return {1, 2}\n"))
     with pytest.raises(GuestError, match="JSON cannot encode"):
