@@ -7,33 +7,40 @@ that the spinner, once it sees it, takes a free GIL instead of sleeping on a
 held one (which would cost the very wake-up the spin is there to avoid).
 """
 
-from libc.stdint cimport uint64_t
-
 cdef extern from *:
     """
     #include <time.h>
     #include <sched.h>
-    static inline unsigned long long wl_now_ns(void) {
+    typedef unsigned long long wl_word;
+    static inline wl_word wl_now_ns(void) {
         struct timespec t;
         clock_gettime(CLOCK_MONOTONIC, &t);
-        return (unsigned long long) t.tv_sec * 1000000000ull + (unsigned long long) t.tv_nsec;
+        return (wl_word) t.tv_sec * 1000000000ull + (wl_word) t.tv_nsec;
     }
-    static inline int wl_load(int *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
-    static inline unsigned long long wl_load64(unsigned long long *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
-    static inline void wl_add64(unsigned long long *p) { __atomic_add_fetch(p, 1, __ATOMIC_RELEASE); }
-    static inline int wl_cas(int *p, int expected, int desired) {
+    static inline wl_word wl_load(wl_word *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+    static inline void wl_increment(wl_word *p) { __atomic_add_fetch(p, 1, __ATOMIC_RELEASE); }
+    static inline int wl_swap(wl_word *p, wl_word expected, wl_word desired) {
         return __atomic_compare_exchange_n(p, &expected, desired, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
     }
-    /* Busy-wait politely: let the kernel run anything else runnable on this
-       core (a client, another sandbox thread) between two looks. */
-    #define wl_relax() sched_yield()
+    /* The one spin loop: while *p holds `value`, for at most max_ns, look
+       again, letting the kernel run anything else runnable on this core (a
+       client, another sandbox thread) between two looks.  Returns *p. */
+    static inline wl_word wl_wait_while(wl_word *p, wl_word value, wl_word max_ns) {
+        wl_word now = wl_load(p);
+        if (now != value || max_ns == 0) return now;
+        wl_word until = wl_now_ns() + max_ns;
+        while (now == value && wl_now_ns() < until) {
+            sched_yield();
+            now = wl_load(p);
+        }
+        return now;
+    }
     """
-    unsigned long long wl_now_ns() nogil
-    int wl_load(int *p) nogil
-    unsigned long long wl_load64(unsigned long long *p) nogil
-    void wl_add64(unsigned long long *p) nogil
-    int wl_cas(int *p, int expected, int desired) nogil
-    void wl_relax() nogil
+    ctypedef unsigned long long wl_word
+    wl_word wl_load(wl_word *p) nogil
+    void wl_increment(wl_word *p) nogil
+    int wl_swap(wl_word *p, wl_word expected, wl_word desired) nogil
+    wl_word wl_wait_while(wl_word *p, wl_word value, wl_word max_ns) nogil
 
 cdef enum:
     RUNNING = 0
@@ -42,49 +49,37 @@ cdef enum:
 
 
 cdef class Completion:
-    cdef int state
+    cdef wl_word state
 
-    def spin(self, unsigned long long max_ns):
-        cdef unsigned long long until
-        cdef int state
+    def spin(self, wl_word max_ns):
+        cdef wl_word state
         with nogil:
-            state = wl_load(&self.state)
-            if state == RUNNING and max_ns:
-                until = wl_now_ns() + max_ns
-                while state == RUNNING and wl_now_ns() < until:
-                    wl_relax()
-                    state = wl_load(&self.state)
+            state = wl_wait_while(&self.state, RUNNING, max_ns)
         return state == FINISHED
 
     def park(self):
-        return wl_cas(&self.state, RUNNING, PARKED) != 0
+        return wl_swap(&self.state, RUNNING, PARKED) != 0
 
     def finish(self):
         cdef int swapped
         with nogil:
-            swapped = wl_cas(&self.state, RUNNING, FINISHED)
+            swapped = wl_swap(&self.state, RUNNING, FINISHED)
         return not swapped
 
 
 cdef class Doorbell:
-    cdef unsigned long long count
+    cdef wl_word count
 
     @property
     def rings(self):
-        return wl_load64(&self.count)
+        return wl_load(&self.count)
 
     def ring(self):
         with nogil:
-            wl_add64(&self.count)
+            wl_increment(&self.count)
 
-    def wait(self, unsigned long long seen, unsigned long long max_ns):
-        cdef unsigned long long until
-        cdef bint rung
+    def wait(self, wl_word seen, wl_word max_ns):
+        cdef wl_word count
         with nogil:
-            rung = wl_load64(&self.count) != seen
-            if not rung and max_ns:
-                until = wl_now_ns() + max_ns
-                while not rung and wl_now_ns() < until:
-                    wl_relax()
-                    rung = wl_load64(&self.count) != seen
-        return rung
+            count = wl_wait_while(&self.count, seen, max_ns)
+        return count != seen
