@@ -11,6 +11,7 @@ cdef extern from *:
     """
     #include <time.h>
     #include <sched.h>
+    #include <poll.h>
     typedef unsigned long long wl_word;
     static inline wl_word wl_now_ns(void) {
         struct timespec t;
@@ -22,14 +23,20 @@ cdef extern from *:
     static inline int wl_swap(wl_word *p, wl_word expected, wl_word desired) {
         return __atomic_compare_exchange_n(p, &expected, desired, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
     }
-    /* The one spin loop: while *p holds `value`, for at most max_ns, look
-       again, letting the kernel run anything else runnable on this core (a
-       client, another sandbox thread) between two looks.  Returns *p. */
-    static inline wl_word wl_wait_while(wl_word *p, wl_word value, wl_word max_ns) {
+    /* Whether `fd` (an epoll descriptor) has anything ready; never blocks. */
+    static inline int wl_ready(int fd) {
+        struct pollfd watched = {fd, POLLIN, 0};
+        return fd >= 0 && poll(&watched, 1, 0) > 0;
+    }
+    /* The one spin loop: while *p holds `value`, for at most max_ns and
+       while nothing is ready on `watch` (-1: watch nothing), look again,
+       letting the kernel run anything else runnable on this core (a client,
+       another sandbox thread) between two looks.  Returns *p. */
+    static inline wl_word wl_wait_while(wl_word *p, wl_word value, wl_word max_ns, int watch) {
         wl_word now = wl_load(p);
         if (now != value || max_ns == 0) return now;
         wl_word until = wl_now_ns() + max_ns;
-        while (now == value && wl_now_ns() < until) {
+        while (now == value && wl_now_ns() < until && !wl_ready(watch)) {
             sched_yield();
             now = wl_load(p);
         }
@@ -40,7 +47,7 @@ cdef extern from *:
     wl_word wl_load(wl_word *p) nogil
     void wl_increment(wl_word *p) nogil
     int wl_swap(wl_word *p, wl_word expected, wl_word desired) nogil
-    wl_word wl_wait_while(wl_word *p, wl_word value, wl_word max_ns) nogil
+    wl_word wl_wait_while(wl_word *p, wl_word value, wl_word max_ns, int watch) nogil
 
 cdef enum:
     RUNNING = 0
@@ -51,10 +58,10 @@ cdef enum:
 cdef class Completion:
     cdef wl_word state
 
-    def spin(self, wl_word max_ns):
+    def spin(self, wl_word max_ns, int watch=-1):
         cdef wl_word state
         with nogil:
-            state = wl_wait_while(&self.state, RUNNING, max_ns)
+            state = wl_wait_while(&self.state, RUNNING, max_ns, watch)
         return state == FINISHED
 
     def park(self):
@@ -81,5 +88,5 @@ cdef class Doorbell:
     def wait(self, wl_word seen, wl_word max_ns):
         cdef wl_word count
         with nogil:
-            count = wl_wait_while(&self.count, seen, max_ns)
+            count = wl_wait_while(&self.count, seen, max_ns, -1)
         return count != seen

@@ -25,8 +25,10 @@ class Completion:
         self._state = _RUNNING
         self._lock = threading.Lock()
 
-    def spin(self, max_ns: int) -> bool:
-        """Waiter: True once the call has finished (this twin does not wait)."""
+    def spin(self, max_ns: int, watch: int = -1) -> bool:
+        """Waiter: True once the call has finished; the Cython twin waits up to
+        ``max_ns``, and stops early once the epoll descriptor ``watch`` has
+        anything ready (this twin does not wait)."""
         return self._state == _FINISHED
 
     def park(self) -> bool:

@@ -16,11 +16,16 @@ task parks with ``wait_task_rescheduled``: no thread cache, context copy or
 limiter round trip on the way.
 
 Even so, waking a sleeping thread costs ~50 µs on a virtual machine, twice
-per call.  So both sides spin (for ``spin_us``) before they sleep (see
-``_handoff_py``): an idle sandbox thread watches a doorbell the loop rings
-for every job, and the loop, when this is the only call in flight, watches
+per call.  So both sides spin before they sleep (see ``_handoff_py``): an
+idle sandbox thread watches a doorbell the loop rings for every job (for
+``spin_us``), and the loop, when this is the only call in flight, watches
 the job before it parks; a short call then finishes without either wake-up
-(p50 of a warm hello over HTTP falls by ~40 %).
+(p50 of a warm hello over HTTP falls by ~40 %).  The loop's watch is
+bounded by the call itself, so it may last longer (``LOOP_SPIN_FACTOR`` x
+``spin_us``), but it also ends as soon as Trio's epoll descriptor has
+anything ready (a new connection, a request on another one): parking in
+the middle of a call costs more than the wake-up, because the loop then
+takes the GIL from the sandbox thread between two of its host calls.
 """
 
 from __future__ import annotations
@@ -43,6 +48,22 @@ from . import _handoff_py
 _implementation = _fastpath.pick("_handoff", _handoff_py)
 
 T = TypeVar("T")
+
+# The loop watches the one call in flight for up to this many times spin_us
+# (an idle sandbox thread spins spin_us): its watch ends with the call, or
+# once anything is ready on the loop.
+LOOP_SPIN_FACTOR = 4
+
+
+def _loop_epoll_fd() -> int:
+    """Trio's epoll descriptor (readable when the loop has I/O to serve), or -1.
+
+    Trio has no public accessor; without it the loop spins only ``spin_us``."""
+    try:
+        fd = trio._core._run.GLOBAL_RUN_CONTEXT.runner.io_manager._epoll.fileno()
+    except AttributeError:
+        return -1
+    return fd if isinstance(fd, int) else -1
 
 
 class _Job(Generic[T]):
@@ -75,6 +96,7 @@ class Scheduler:
         self._doorbell = _implementation.Doorbell()
         self._spinner_idle = True  # one idle thread spins, the others sleep
         self._spin_ns = spin_us * 1000
+        self._loop_fd = -1  # Trio's epoll descriptor, found by _start
 
     @property
     def waiting(self) -> int:
@@ -95,8 +117,11 @@ class Scheduler:
             # Spin only while this is the one call in flight: under load the
             # loop has other connections to serve, and one wake-up collects
             # many results anyway.
-            spin_ns = self._spin_ns if self.running == 1 else 0
-            if job.completion.spin(spin_ns) or not job.completion.park():
+            if self.running == 1 and self._loop_fd >= 0:
+                finished = job.completion.spin(self._spin_ns * LOOP_SPIN_FACTOR, self._loop_fd)
+            else:
+                finished = job.completion.spin(self._spin_ns if self.running == 1 else 0)
+            if finished or not job.completion.park():
                 assert job.result is not None  # finished while we spun: no wake-up to wait for
                 return job.result.unwrap()
             with trio.move_on_after(timeout_ms / 1000 + self.grace_s):
@@ -116,6 +141,7 @@ class Scheduler:
         if self._reaper_token is not token:  # once per trio.run
             trio.lowlevel.spawn_system_task(self._reap, name="wasmlambda-sandbox-completions")
             self._reaper_token = token
+            self._loop_fd = _loop_epoll_fd()
         while len(self._workers) < min(self.threads, self.running + 1):
             thread = threading.Thread(target=self._work, name=f"wasmlambda-sandbox-{len(self._workers)}",
                                       daemon=True)
