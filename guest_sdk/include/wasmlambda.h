@@ -183,12 +183,11 @@ static inline int wl_invoke(const char *function, const char *event, size_t even
     char *answer = malloc(size > 0 ? (size_t)size : 1);
     if (answer == NULL) { result->failed = 1; return WL_FAILED; }
     wl__host_read(answer);
-    /* {"ok": <the result, as the callee wrote it>} or {"error": "<message>"} */
-    static const char ok[] = "{\"ok\": ";
-    size_t n = (size_t)size, prefix = sizeof ok - 1;
+    /* "0" + the result, as the callee wrote it, or {"error": "<message>"} */
+    size_t n = (size_t)size;
     int status;
-    if (n > prefix && memcmp(answer, ok, prefix) == 0 && answer[n - 1] == '}') {
-        status = wl_append_bytes(result, answer + prefix, n - prefix - 1);
+    if (n > 1 && answer[0] == '0') {
+        status = wl_append_bytes(result, answer + 1, n - 1);
     } else {
         char message[1024];
         if (!wl_json_string(answer, n, "error", message, sizeof message))

@@ -233,6 +233,33 @@ def test_context_logs_and_prints(runtime: Runtime, make_function: FunctionFactor
     assert caught.value.logs.rstrip().endswith("RuntimeError: failing on purpose")
 
 
+def test_each_call_gets_only_its_own_logs(runtime: Runtime, make_function: FunctionFactory) -> None:
+    # The capture behind sys.stdout is kept between calls: it must start every call empty,
+    # and come back if a handler swaps sys.stdout or sys.stderr for something else.
+    instance = start(runtime, make_function("quiet", """
+        import io, sys
+
+        def f(event):
+            if event == "loud":
+                print("one")
+            elif event == "swap":
+                print("before the swap")
+                sys.stdout = sys.stderr = io.StringIO()
+                print("into the handler's own buffer")
+            elif event == "unencodable":
+                print("then a bad result")
+                return object()
+            return event
+    """))
+    assert instance.invoke(b'"loud"', 5000)[1] == "one\n"
+    assert instance.invoke(b'"quiet"', 5000)[1] == ""
+    with pytest.raises(GuestError):
+        instance.invoke(b'"unencodable"', 5000)
+    assert instance.invoke(b'"quiet"', 5000)[1] == ""
+    assert instance.invoke(b'"swap"', 5000)[1] == "before the swap\n"
+    assert instance.invoke(b'"loud"', 5000)[1] == "one\n"
+
+
 def test_results_encode_as_json_dumps_does_and_failures_leave_nothing_behind(
         runtime: Runtime, make_function: FunctionFactory) -> None:
     instance = start(runtime, make_function("enc", """

@@ -10,10 +10,11 @@ the sandbox's host-call import hands request bytes to :meth:`Services.dispatch`.
 Requests are JSON, ``{"service", "op", ...}``, or, for payloads that are
 bytes already (an invoked function's event), ``NUL service NUL op NUL
 payload``: the service's ``handle_bytes`` gets the payload untouched and
-answers JSON bytes, which go back unparsed (calls between functions never
-re-encode on the host).  Responses are ``{"ok": value}`` or ``{"error":
-"<service>: <phase>: <message>"}``, so a failing service is named to the
-guest, which raises ServiceError.
+answers JSON bytes, which go back unparsed behind a ``0`` (calls between
+functions never re-encode on the host).  Other responses are ``{"ok":
+value}``; a failure is ``{"error": "<service>: <phase>: <message>"}`` in
+either lane, so a failing service is named to the guest, which raises
+ServiceError.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ class Services:
             return _error(name, "prepare", "host services are only available while a request is handled")
         try:
             if payload is not None:
-                return b'{"ok": ' + service.handle_bytes(context, op, payload) + b"}"
+                return b"0" + service.handle_bytes(context, op, payload)
             return json.dumps({"ok": service.handle(context, request)}).encode()
         except ServiceFailure as exc:
             return _error(name, str(op), str(exc))

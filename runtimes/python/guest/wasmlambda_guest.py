@@ -56,27 +56,32 @@ class Context:
     headers and cookies of the HTTP response.
     """
 
-    __slots__ = ("_deadline", "_head", "_request", "_response", "function_name", "memory_limit_mb", "request_id")
+    __slots__ = ("_head", "_request", "_request_id", "_response", "_started", "_timeout_ms", "function_name",
+                 "memory_limit_mb")
 
     def __init__(self):
         self.function_name = ""
-        self.request_id = ""
         self.memory_limit_mb = 0
-        self._deadline = 0.0
-        self._head = b""
-        self._request = None
-        self._response = None
+        self._begin(b"", b"0", b"")
 
-    def _begin(self, request_id, deadline, head):
-        self.request_id = request_id
-        self._deadline = deadline
+    def _begin(self, request_id, timeout_ms, head):
+        # Kept as the host sent them (bytes) and converted on first use: a
+        # nested call's handler rarely looks.
+        self._request_id = request_id
+        self._started = time.monotonic()
+        self._timeout_ms = timeout_ms
         self._head = head
         self._request = None
         self._response = None
 
+    @property
+    def request_id(self):
+        """This invocation's id (a nested call's is its caller's id, a dot, a number)."""
+        return self._request_id.decode()
+
     def remaining_time_ms(self):
         """Milliseconds left before the worker stops this call."""
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
+        return max(0, int(self._timeout_ms) - int((time.monotonic() - self._started) * 1000))
 
     def _parsed(self):
         # Parsed on first use: most handlers never look at the request head.
@@ -156,14 +161,22 @@ def _dumps(value):
 
 
 def _service(request):
-    return _answer(json.dumps(request).encode())
-
-
-def _answer(request):
-    response = _decode_response(_wl_host.call(request).decode())
+    response = _decode_response(_wl_host.call(json.dumps(request).encode()).decode())
     if "error" in response:
         raise ServiceError(response["error"])
     return response["ok"]
+
+
+_decode_at = json.JSONDecoder().raw_decode
+
+
+def _service_bytes(request):
+    """A byte-lane request (``NUL service NUL op NUL payload``); its answer is
+    ``0`` + the JSON value, or a JSON ``{"error": ...}``."""
+    response = _wl_host.call(request).decode()
+    if response[:1] == "0":
+        return _decode_at(response, 1)[0]
+    raise ServiceError(_decode_response(response)["error"])
 
 
 class KeyValue:
@@ -214,7 +227,7 @@ def invoke(function, event=None):
     if not isinstance(function, str) or "\0" in function:
         raise TypeError(f"invoke takes a function name, not {function!r}")
     # The event goes to the host as bytes (see services/_host.py): no re-encoding on the way.
-    return _answer(b"\0invoke\0call\0" + function.encode() + b"\0" + _dumps(event).encode())
+    return _service_bytes(b"\0invoke\0call\0" + function.encode() + b"\0" + _dumps(event).encode())
 
 
 def map(function, events):  # noqa: A001 (the name users look for)
