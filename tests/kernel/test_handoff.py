@@ -3,6 +3,8 @@ by the waiter or reported to the finisher as needing a wake-up, never lost."""
 
 from __future__ import annotations
 
+import os
+import select
 import threading
 import time
 from types import ModuleType
@@ -61,6 +63,25 @@ def test_spin_returns_when_finished_not_at_the_budget(handoff: ModuleType) -> No
         assert not finished and elapsed < 0.005  # the pure twin never waits
     else:
         assert finished and elapsed < 4
+
+
+def test_spin_stops_once_the_watched_epoll_has_something_ready(handoff: ModuleType) -> None:
+    # The loop watches Trio's epoll descriptor: a request arriving on another
+    # connection must end the watch long before its budget.
+    read_end, write_end = os.pipe()
+    with select.epoll() as epoll:
+        epoll.register(read_end, select.EPOLLIN)
+        completion = handoff.Completion()
+        timer = threading.Timer(0.01, os.write, (write_end, b"x"))
+        timer.start()
+        started = time.monotonic()
+        finished = completion.spin(5_000_000_000, epoll.fileno())
+        elapsed = time.monotonic() - started
+        timer.join()
+    os.close(read_end)
+    os.close(write_end)
+    assert not finished and elapsed < 4
+    assert completion.park()  # still running: the waiter parks, the finisher will wake it
 
 
 def test_doorbell(handoff: ModuleType) -> None:
