@@ -84,7 +84,7 @@ def test_limits_and_failures(tmp_path: Path, make_function: FunctionFactory) -> 
                     if event["op"] == "map":
                         return map(event["to"], event["events"])
                     return invoke(event["to"], event.get("event"))
-                except ServiceError as exc:
+                except (ServiceError, TypeError) as exc:
                     return {"error": str(exc)}
         """
         for name in ("a", "b", "c"):
@@ -105,6 +105,8 @@ def test_limits_and_failures(tmp_path: Path, make_function: FunctionFactory) -> 
         assert run({"op": "map", "to": "echo", "events": list(range(9))}) == {
             "error": "invoke: map: map over 9 events; at most 8 are allowed"}
         assert run({"op": "call", "to": "boom"}) == {"error": "invoke: call: boom: GuestError: ValueError: no"}
+        assert run({"op": "call", "to": ["echo"]}) == {"error": "invoke takes a function name, not ['echo']"}
+        assert run({"op": "call", "to": "echo\0"}) == {"error": "invoke takes a function name, not 'echo\\x00'"}
         assert run({"op": "call", "to": "ghost"}) == {
             "error": "invoke: call: no function named 'ghost' is deployed"}
         assert run({"op": "map", "to": "boom", "events": [1, 2]}) == {

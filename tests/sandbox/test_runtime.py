@@ -120,9 +120,13 @@ def test_handler_exception_returns_guest_traceback(runtime: Runtime, make_functi
 
 def test_event_that_is_not_json(runtime: Runtime, make_function: FunctionFactory) -> None:
     instance = start(runtime, make_function("e", "def f(event):\n    return event\n"))
-    with pytest.raises(BadRequest, match="not valid JSON"):
-        instance.invoke(b"{nope", 5000)
+    for bad, why in ((b"{nope", "Expecting property name"), (b"[1] [2]", "Extra data"), (b"NaN", "NaN is not valid JSON"),
+                     (b"[1, ]", "Expecting value"), (b" ", "Expecting value")):
+        with pytest.raises(BadRequest, match=f"not valid JSON: {why}"):
+            instance.invoke(bad, 5000)
     assert instance.invoke(b"", 5000) == (b"null", "")  # an empty body is a null event
+    for spaced in (b" [1]", b"[1]\n", b"\t[1] \r\n"):  # whitespace around the value is JSON too
+        assert instance.invoke(spaced, 5000) == (b"[1]", "")
 
 
 def test_events_in_any_encoding_json_accepts(runtime: Runtime, make_function: FunctionFactory) -> None:

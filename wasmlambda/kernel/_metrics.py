@@ -20,24 +20,22 @@ _SUMMARY = ("invocations", "cold_starts", "warm_starts", "errors", "duration_us_
 
 class Metrics:
     def __init__(self) -> None:
-        self.total = Counters()
-        self.functions: dict[str, Any] = {}  # name -> Counters
+        self.functions: dict[str, Any] = {}  # name -> Counters (kept after a function is removed)
         self.statuses: dict[tuple[str, int], int] = {}
 
     def record(self, usage: Usage, duration_us: int, cost_pusd: int) -> None:
-        failed = usage.status >= 400
-        billed = usage.billed_us
-        self.total.record(failed, usage.cold, duration_us, billed, cost_pusd)
         counters = self.functions.get(usage.function)
         if counters is None:
             counters = self.functions[usage.function] = Counters()
-        counters.record(failed, usage.cold, duration_us, billed, cost_pusd)
+        counters.record(usage.status >= 400, usage.cold, duration_us, usage.billed_us, cost_pusd)
         key = (usage.function, usage.status)
         self.statuses[key] = self.statuses.get(key, 0) + 1
 
     def to_json(self) -> dict[str, Any]:
-        return {**_summary(self.total),
-                "functions": {name: _summary(counters) for name, counters in sorted(self.functions.items())}}
+        functions = {name: _summary(counters) for name, counters in sorted(self.functions.items())}
+        # The worker's totals are summed here, on the rare read, not counted on every call.
+        totals = {field: sum(summary[field] for summary in functions.values()) for field in _SUMMARY}
+        return {**totals, "functions": functions}
 
     def to_prometheus(self, gauges: dict[str, tuple[str, str, float]]) -> str:
         """Prometheus text format; ``gauges`` maps a metric name to (type, help, value)."""

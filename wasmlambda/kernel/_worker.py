@@ -35,22 +35,18 @@ from ._scheduler import Scheduler
 _UNPACK_RATIO = 4
 
 
-@dataclasses.dataclass
 class _Run:
-    """What one guest call did, measured on the thread that ran it."""
+    """What one guest call did, measured on the thread that ran it (perf_counter_ns stamps)."""
 
-    arrived: int
-    begun: int = 0
-    restored: int = 0
-    finished: int = 0
-    cold: bool = False
-    peak_memory: int = 0
-    fuel: int = 0
-    instance: Instance | None = None
-    response_settings: dict[str, Any] | None = None
+    __slots__ = ("arrived", "begun", "cold", "finished", "fuel", "instance", "peak_memory", "response_settings",
+                 "restored")
 
-    def __post_init__(self) -> None:
-        self.begun = self.restored = self.finished = self.arrived
+    def __init__(self, arrived: int) -> None:
+        self.arrived = self.begun = self.restored = self.finished = arrived
+        self.cold = False
+        self.peak_memory = self.fuel = 0
+        self.instance: Instance | None = None
+        self.response_settings: dict[str, Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -242,7 +238,8 @@ class Worker:
             else:
                 cost = self.ledger.record(usage, quote, context.bill)
         self.metrics.record(usage, microseconds(run.arrived, time.perf_counter_ns()), own or 0)
-        self.logs.append(function.name, context.request_id, logs)
+        if logs:
+            self.logs.append(function.name, context.request_id, logs)
         return usage, cost
 
     # -- deploying --------------------------------------------------------

@@ -69,7 +69,7 @@ class Services:
         payload: bytes | None = None
         try:
             if raw[:1] == b"\0":
-                service_name, op_name, payload = raw[1:].split(b"\0", 2)
+                _, service_name, op_name, payload = raw.split(b"\0", 3)
                 name, op = service_name.decode(), op_name.decode()
             else:
                 request = json.loads(raw)

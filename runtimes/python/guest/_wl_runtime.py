@@ -91,7 +91,9 @@ def _reject_constant(name):
     raise ValueError("%s is not valid JSON" % name)
 
 
-_event_decoder = json.JSONDecoder(parse_constant=_reject_constant).decode
+_event_decoder = json.JSONDecoder(parse_constant=_reject_constant)
+_decode_text = _event_decoder.decode
+_decode_bare = _event_decoder.raw_decode
 
 
 def _decode_event(payload):
@@ -100,8 +102,16 @@ def _decode_event(payload):
     # usual UTF-8 event, the encoding sniffing: an ASCII first byte (no BOM)
     # not followed by NUL (not UTF-16/32) is what detect_encoding calls UTF-8.
     if 0 < payload[0] < 0x80 and payload[1:2] != b"\0":
-        return _event_decoder(payload.decode("utf-8", "surrogatepass"))
-    return _event_decoder(payload.decode(json.detect_encoding(payload), "surrogatepass"))
+        text = payload.decode("utf-8", "surrogatepass")
+        if payload[0] > 0x20:
+            # No leading whitespace: raw_decode skips decode's two regex
+            # matches for it; whatever follows the value (whitespace, junk)
+            # goes the long way, for decode's own errors.
+            value, end = _decode_bare(text)
+            if end == len(text):
+                return value
+        return _decode_text(text)
+    return _decode_text(payload.decode(json.detect_encoding(payload), "surrogatepass"))
 
 
 # A call's print output and logs: installed as sys.stdout and sys.stderr

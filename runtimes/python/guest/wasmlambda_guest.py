@@ -224,10 +224,18 @@ def invoke(function, event=None):
     Same limits and billing as an HTTP call (its cost goes onto this
     request's bill); a failure raises ServiceError naming the callee.
     """
-    if not isinstance(function, str) or "\0" in function:
-        raise TypeError(f"invoke takes a function name, not {function!r}")
+    head = _invoke_heads.get(function) if type(function) is str else None
+    if head is None:
+        if not isinstance(function, str) or "\0" in function:
+            raise TypeError(f"invoke takes a function name, not {function!r}")
+        if len(_invoke_heads) >= 256:  # names made up at run time must not grow it forever
+            _invoke_heads.clear()
+        head = _invoke_heads[function] = b"\0invoke\0call\0" + function.encode() + b"\0"
     # The event goes to the host as bytes (see services/_host.py): no re-encoding on the way.
-    return _service_bytes(b"\0invoke\0call\0" + function.encode() + b"\0" + _dumps(event).encode())
+    return _service_bytes(head + _dumps(event).encode())
+
+
+_invoke_heads = {}  # function name -> the start of its byte-lane request
 
 
 def map(function, events):  # noqa: A001 (the name users look for)
