@@ -132,3 +132,29 @@ def test_c_functions_invoke_python_and_c_ones(worker: WorkerProcess, tmp_path: P
                         ("caller", "invoke: call: call cycle: caller -> caller")):
         failed = worker.run("caller", {"to": to, "event": {"to": "caller"}})
         assert (failed.status, failed.error["message"]) == (502, f"Error: {message}"), to
+
+
+def test_python_caller_of_a_c_function_that_answers_no_json(worker: WorkerProcess, tmp_path: Path) -> None:
+    # The host passes an invoked function's result through untouched; the
+    # Python caller is the one to say that a C callee wrote something else.
+    (tmp_path / "sloppy").mkdir()
+    (tmp_path / "sloppy" / "f.c").write_text("""#include "wasmlambda.h"
+
+static int sloppy(const wl_request *request, wl_buffer *response) {
+    return wl_append(response, request->event_len > 4 ? "[1] and more" : "not json");
+}
+
+WL_HANDLER(sloppy)
+""")
+    (tmp_path / "asker").mkdir()
+    (tmp_path / "asker" / "f.py").write_text(
+        "from wasmlambda_guest import ServiceError, invoke\n\n"
+        "def f(event):\n"
+        "    try:\n"
+        "        return invoke('sloppy', event)\n"
+        "    except ServiceError as exc:\n"
+        "        return str(exc)\n")
+    for name in ("sloppy", "asker"):
+        assert worker.deploy(name, tmp_path / name).status == 201
+    assert worker.run("asker", None).json() == "the answer is not valid JSON: not json"
+    assert worker.run("asker", "longer").json() == "the answer is not valid JSON: [1] and more"

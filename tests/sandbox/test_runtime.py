@@ -120,8 +120,8 @@ def test_handler_exception_returns_guest_traceback(runtime: Runtime, make_functi
 
 def test_event_that_is_not_json(runtime: Runtime, make_function: FunctionFactory) -> None:
     instance = start(runtime, make_function("e", "def f(event):\n    return event\n"))
-    for bad, why in ((b"{nope", "Expecting property name"), (b"[1] [2]", "Extra data"), (b"NaN", "NaN is not valid JSON"),
-                     (b"[1, ]", "Expecting value"), (b" ", "Expecting value")):
+    for bad, why in ((b"{nope", "Expecting property name"), (b"[1] [2]", "Extra data"),
+                     (b"NaN", "NaN is not valid JSON"), (b"[1, ]", "Expecting value"), (b" ", "Expecting value")):
         with pytest.raises(BadRequest, match=f"not valid JSON: {why}"):
             instance.invoke(bad, 5000)
     assert instance.invoke(b"", 5000) == (b"null", "")  # an empty body is a null event

@@ -36,6 +36,7 @@ import hashlib  # noqa: F401
 import io
 import itertools  # noqa: F401
 import json
+import json.scanner
 import math  # noqa: F401
 import random
 import re  # noqa: F401
@@ -93,7 +94,7 @@ def _reject_constant(name):
 
 _event_decoder = json.JSONDecoder(parse_constant=_reject_constant)
 _decode_text = _event_decoder.decode
-_decode_bare = _event_decoder.raw_decode
+_scan_event = json.scanner.c_make_scanner(_event_decoder)  # raw_decode's own worker
 
 
 def _decode_event(payload):
@@ -104,12 +105,16 @@ def _decode_event(payload):
     if 0 < payload[0] < 0x80 and payload[1:2] != b"\0":
         text = payload.decode("utf-8", "surrogatepass")
         if payload[0] > 0x20:
-            # No leading whitespace: raw_decode skips decode's two regex
-            # matches for it; whatever follows the value (whitespace, junk)
-            # goes the long way, for decode's own errors.
-            value, end = _decode_bare(text)
-            if end == len(text):
-                return value
+            # No leading whitespace: the scanner alone skips decode's two
+            # regex matches for it; what the scanner cannot take, or leaves
+            # behind (whitespace, junk), goes the long way, for decode's errors.
+            try:
+                value, end = _scan_event(text, 0)
+            except StopIteration:
+                pass
+            else:
+                if end == len(text):
+                    return value
         return _decode_text(text)
     return _decode_text(payload.decode(json.detect_encoding(payload), "surrogatepass"))
 
