@@ -269,9 +269,16 @@ def test_results_encode_as_json_dumps_does_and_failures_leave_nothing_behind(
     instance = start(runtime, make_function("enc", """
         HOLDER = []
 
+        class Broken(dict):
+            def items(self):
+                raise KeyError("not JSON's fault")
+
         def f(event):
             if event == "unencodable":  # fails inside HOLDER, after the encoder has marked it
                 HOLDER.append(object())
+                return HOLDER
+            if event == "broken":  # fails with an error of its own, also inside HOLDER
+                HOLDER.append(Broken(a=1))
                 return HOLDER
             if event == "nan":
                 return float("nan")
@@ -280,8 +287,9 @@ def test_results_encode_as_json_dumps_does_and_failures_leave_nothing_behind(
     """))
     good = json.dumps({"text": "héllo ✓", "values": [1, 2.5, None, True, "x"], "holder": [[1]]},
                       ensure_ascii=False).encode()
-    for bad in ("unencodable", "nan"):
-        with pytest.raises(GuestError, match="JSON cannot encode"):
+    for bad, message in (("unencodable", "JSON cannot encode"), ("nan", "JSON cannot encode"),
+                         ("broken", "KeyError: \"not JSON's fault\"")):
+        with pytest.raises(GuestError, match=message):
             instance.invoke(json.dumps(bad).encode(), 5000)
         # Had the encoder kept its marks from the failed call, HOLDER would now look circular.
         assert instance.invoke(b'"good"', 5000)[0] == good

@@ -205,13 +205,13 @@ class Worker:
             instance = self._cold_start(function)
             run.restored = time.perf_counter_ns()
         run.instance = instance
+        caller = self.services.bind(context)  # a nested call's caller, or None
         try:
-            with self.services.bound(context):
-                result = instance.invoke(event, timeout_ms or function.spec.limits.timeout_ms, context.request_id,
-                                         head)
+            result = instance.invoke(event, timeout_ms or function.spec.limits.timeout_ms, context.request_id, head)
             run.response_settings = instance.response_settings
             return result
         finally:
+            self.services.bind(caller)
             run.finished = time.perf_counter_ns()
             if self.ledger is not None:
                 run.peak_memory, run.fuel = instance.memory_size(), instance.fuel_used

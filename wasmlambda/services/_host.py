@@ -61,9 +61,17 @@ class Services:
     def add(self, service: Service) -> None:
         self._services[service.name] = service
 
+    def bind(self, context: CallContext | None) -> CallContext | None:
+        """Make ``context`` the current call's on this (sandbox) thread; returns
+        the one it replaces, to bind again when the call ends (calls nest)."""
+        local = self._local
+        previous: CallContext | None = getattr(local, "context", None)
+        local.context = context
+        return previous
+
     def bound(self, context: CallContext) -> _Binding:
-        """``with services.bound(context):`` makes it the current call's, on this (sandbox) thread."""
-        return _Binding(self._local, context)
+        """``with services.bound(context):`` binds it for the block."""
+        return _Binding(self, context)
 
     def dispatch(self, raw: bytes) -> bytes:
         payload: bytes | None = None
@@ -95,20 +103,17 @@ class Services:
 
 
 class _Binding:
-    """A plain context manager: cheaper than a generator-based one on every call."""
+    __slots__ = ("_context", "_previous", "_services")
 
-    __slots__ = ("_context", "_local", "_previous")
-
-    def __init__(self, local: threading.local, context: CallContext) -> None:
-        self._local = local
+    def __init__(self, services: Services, context: CallContext) -> None:
+        self._services = services
         self._context = context
 
     def __enter__(self) -> None:
-        self._previous = getattr(self._local, "context", None)
-        self._local.context = self._context
+        self._previous = self._services.bind(self._context)
 
     def __exit__(self, *exc_info: object) -> None:
-        self._local.context = self._previous
+        self._services.bind(self._previous)
 
 
 def _error(service: str, phase: str, message: str) -> bytes:

@@ -1,8 +1,9 @@
 """Guest side of the wasmlambda ABI, imported once when the base image is made.
 
 Theory of operation: the host writes one request into the shim's input
-buffer and calls ``wl_handle``, which calls :func:`handle` here.  A request is
-an opcode byte followed by a payload:
+buffer and calls ``wl_handle``, which calls :func:`invoke` here for an ``I``
+request and :func:`handle` for any other.  A request is an opcode byte
+followed by a payload:
 
 * ``L`` + JSON ``{"path", "module", "handler", "name", "memory_mb"}``: import
   a function's handler.  The host does this once per deployment and
@@ -74,13 +75,13 @@ _handler = None
 _seeded = False
 # Default separators: results read the way `json.dumps` users expect.
 _dumps = wasmlambda_guest._dumps
+_encode_chunks, _markers = wasmlambda_guest._encode_chunks, wasmlambda_guest._markers
 
 
 def handle(request):
+    """Every request but ``I`` (the shim calls :func:`invoke` for those)."""
     try:
         opcode = request[:1]
-        if opcode == b"I":
-            return _invoke(request[1:])
         if opcode == b"L":
             return _load(request[1:])
         raise ValueError("unknown opcode %r" % opcode)
@@ -125,34 +126,41 @@ def _decode_event(payload):
 _output = io.StringIO()
 
 
-def _invoke(payload):
+def invoke(payload):
+    """An ``I`` request, without its opcode: every call of a function comes here."""
     global _seeded
-    if not _seeded:
-        random.seed()
-        _seeded = True
-    request_id, timeout_ms, head, payload = payload.split(b"\x00", 3)
-    context = wasmlambda_guest.context
-    context._begin(request_id, timeout_ms, head)
     try:
-        event = _decode_event(payload) if payload else None
-    except (ValueError, RecursionError) as exc:
-        return _error("event", exc)
-    if sys.stdout is not _output or sys.stderr is not _output:  # a handler replaced them
-        sys.stdout = sys.stderr = _output
-    try:
-        result = _handler(event)
-    except BaseException as exc:  # the handler's failure is the caller's answer
-        return _error("handler", exc, logs=True)
-    try:
-        encoded = _dumps(result).encode()
-    except (TypeError, ValueError, RecursionError) as exc:
-        return _error("result", exc, logs=True)
-    logs = _logs() if _output.tell() else b""
-    if context._response is not None:
-        settings = context._response_settings()
-        if settings is not None:
-            return b"R" + _dumps(settings).encode() + b"\x00" + encoded + logs
-    return b"0" + encoded + logs
+        if not _seeded:
+            random.seed()
+            _seeded = True
+        request_id, timeout_ms, head, payload = payload.split(b"\x00", 3)
+        context = wasmlambda_guest.context
+        context._begin(request_id, timeout_ms, head)
+        try:
+            event = _decode_event(payload) if payload else None
+        except (ValueError, RecursionError) as exc:
+            return _error("event", exc)
+        if sys.stdout is not _output or sys.stderr is not _output:  # a handler replaced them
+            sys.stdout = sys.stderr = _output
+        try:
+            result = _handler(event)
+        except BaseException as exc:  # the handler's failure is the caller's answer
+            return _error("handler", exc, logs=True)
+        try:
+            encoded = "".join(_encode_chunks(result, 0)).encode()  # _dumps, inlined: a call less per call
+        except BaseException as exc:
+            _markers.clear()
+            if isinstance(exc, (TypeError, ValueError, RecursionError)):
+                return _error("result", exc, logs=True)
+            raise
+        logs = _logs() if _output.tell() else b""
+        if context._response is not None:
+            settings = context._response_settings()
+            if settings is not None:
+                return b"R" + _dumps(settings).encode() + b"\x00" + encoded + logs
+        return b"0" + encoded + logs
+    except BaseException as exc:  # a failure here is ours, not the handler's
+        return _error("runtime", exc, logs=True)
 
 
 def _logs():

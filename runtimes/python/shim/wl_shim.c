@@ -4,7 +4,9 @@
  *
  * Exports (everything else is internal):
  *   wl_reserve(n) -> ptr   a persistent input buffer of at least n bytes
- *   wl_handle(n)  -> i64   run _wl_runtime.handle(input[0:n]); returns
+ *   wl_handle(n)  -> i64   run _wl_runtime.invoke(input[1:n]) for an `I`
+ *                          request (the hot path: one Python call less), else
+ *                          _wl_runtime.handle(input[0:n]); returns
  *                          (ptr << 32) | len of the response bytes, or -1 if the
  *                          Python layer itself failed (never for handler errors)
  *   wizer.initialize       boots the interpreter once, at snapshot time
@@ -62,6 +64,7 @@ static PyObject *init_host_module(void) {
 static char *input_buffer;
 static size_t input_capacity;
 static PyObject *handle_function;
+static PyObject *invoke_function;
 static PyObject *last_response;
 
 __attribute__((export_name("wl_reserve")))
@@ -80,12 +83,14 @@ char *wl_reserve(size_t size) {
 __attribute__((export_name("wl_handle")))
 int64_t wl_handle(size_t size) {
     Py_CLEAR(last_response);
-    PyObject *request = PyBytes_FromStringAndSize(input_buffer, (Py_ssize_t)size);
+    int invoking = size > 0 && input_buffer[0] == 'I';
+    PyObject *request = invoking ? PyBytes_FromStringAndSize(input_buffer + 1, (Py_ssize_t)size - 1)
+                                 : PyBytes_FromStringAndSize(input_buffer, (Py_ssize_t)size);
     if (request == NULL) {
         PyErr_Clear();
         return -1;
     }
-    PyObject *response = PyObject_CallOneArg(handle_function, request);
+    PyObject *response = PyObject_CallOneArg(invoking ? invoke_function : handle_function, request);
     Py_DECREF(request);
     if (response == NULL || !PyBytes_Check(response)) {
         Py_XDECREF(response);
@@ -124,8 +129,9 @@ static int boot(void) {
         return -1;
     }
     handle_function = PyObject_GetAttrString(runtime, "handle");
+    invoke_function = PyObject_GetAttrString(runtime, "invoke");
     Py_DECREF(runtime);
-    if (handle_function == NULL) {
+    if (handle_function == NULL || invoke_function == NULL) {
         PyErr_Print();
         return -1;
     }
