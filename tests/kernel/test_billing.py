@@ -99,9 +99,12 @@ def test_ledger_batches_aggregates_and_survives_reopen(tmp_path: Path) -> None:
         assert record is not None and record["run_us"] == 107 and record["cost_pusd"] == costs[7]
         assert await ledger.find("nope") is None
         late = usage("late")
+        callee = Bill()  # a nested call that made one call of its own
+        callee.add((2, 0, 2, 2), Bill())
         nested = Bill()
-        nested.add((5, 1, 6, 7), 2)
-        assert ledger.record(late, PRICES.quote(late), nested) == PRICES.cost(late) + 5
+        nested.add((5, 1, 6, 7), callee)
+        assert (nested.calls, nested.totals) == (2, (7, 1, 8, 9))
+        assert ledger.record(late, PRICES.quote(late), nested) == PRICES.cost(late) + 7
         ledger.close()  # writes what is pending
 
     trio.run(scenario)

@@ -56,10 +56,15 @@ class Bill:
         cost, memory, at_1ms, at_100ms = self.totals  # unrolled: this runs for every call that made calls
         return quote[0] + cost, quote[1] + memory, quote[2] + at_1ms, quote[3] + at_100ms
 
-    def add(self, quote: Quote, calls: int) -> None:
+    def add(self, quote: Quote, callee: Bill) -> None:
+        """A finished nested call: its own quote, plus what its callees (``callee``) cost."""
         with _BILLS_LOCK:
-            self.calls += calls
             cost, memory, at_1ms, at_100ms = self.totals
+            if callee.calls:
+                self.calls += callee.calls
+                cost, memory, at_1ms, at_100ms = (cost + callee.totals[0], memory + callee.totals[1],
+                                                  at_1ms + callee.totals[2], at_100ms + callee.totals[3])
+            self.calls += 1
             self.totals = (cost + quote[0], memory + quote[1], at_1ms + quote[2], at_100ms + quote[3])
 
 

@@ -51,7 +51,7 @@ class Usage(NamedTuple):
 
     @property
     def billed_us(self) -> int:
-        return max(1, self.restore_us + self.run_us)
+        return self.restore_us + self.run_us or 1  # at least 1 (both are >= 0); read ~3 times per call
 
 
 def microseconds(start_ns: int, end_ns: int) -> int:

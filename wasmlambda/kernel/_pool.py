@@ -65,7 +65,10 @@ class Pool:
                 return
             size = instance.memory_size()
             self._idle[instance] = (key, size, self._clock())
-            self._by_function.setdefault(key, []).append(instance)
+            stack = self._by_function.get(key)
+            if stack is None:
+                stack = self._by_function[key] = []
+            stack.append(instance)  # (setdefault would build a list on every release)
             self.idle_bytes += size
             while self.idle_bytes > self.memory_budget:
                 self._evict_oldest()

@@ -234,7 +234,7 @@ class Worker:
             quote = self.prices.quote(usage)
             own = quote[0]
             if parent is not None:
-                parent.add(context.bill.with_own(quote), 1 + context.bill.calls)
+                parent.add(quote, context.bill)
             else:
                 cost = self.ledger.record(usage, quote, context.bill)
         self.metrics.record(usage, microseconds(run.arrived, time.perf_counter_ns()), own or 0)
