@@ -113,3 +113,32 @@ def test_limits_and_failures(tmp_path: Path, make_function: FunctionFactory) -> 
             "error": "invoke: map: map item 0: boom: GuestError: ValueError: no"}
     finally:
         assert worker.stop() == 0
+
+
+def test_a_failed_map_waits_for_its_running_items_and_bills_them(worker: WorkerProcess,
+                                                                  make_function: FunctionFactory) -> None:
+    # Item 0 fails at once while item 1 is still running: the map's caller must
+    # not end (and have its bill read) before item 1 has finished and added its cost.
+    worker.deploy("item", make_function("item", """
+        import time
+
+        def f(event):
+            if event == "boom":
+                raise ValueError("no")
+            time.sleep(0.3)
+            return event
+    """))
+    worker.deploy("fanner", make_function("fanner", """
+        from wasmlambda_guest import ServiceError, map
+
+        def f(event):
+            try:
+                return map("item", event)
+            except ServiceError as exc:
+                return str(exc)
+    """))
+    reply = worker.run("fanner", ["boom", "slow"])
+    assert reply.json() == "invoke: map: map item 0: item: GuestError: ValueError: no"
+    assert reply.headers["x-wasmlambda-nested-calls"] == "2"
+    explained = worker.request("GET", f"/billing/{reply.headers['x-request-id']}").json()
+    assert explained["nested_calls"] == 2

@@ -11,7 +11,9 @@ request's deadline, which every nested call inherits.
 
 Billing: each nested call is metered like any other, and its price (with
 its own callees') is added to the :class:`Bill` of the request that made
-it, which the ledger row and the cost headers of that request include.
+it, which the ledger row and the cost headers of that request include.  So
+no nested call may outlive its caller: a failed ``map`` returns only once
+the items already running have finished.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 from ..errors import FunctionNotFound
@@ -115,13 +117,19 @@ class InvokeService(Service):
             return [self._call(name, event, context) for event in events]
         futures = [self._fan_out.submit(self._fan_out_call, name, event, context) for event in events]
         results: list[Any] = []
-        for index, future in enumerate(futures):
-            try:
-                results.append(future.result())
-            except ServiceFailure as exc:
-                for pending in futures[index + 1:]:
+        try:
+            for index, future in enumerate(futures):
+                try:
+                    results.append(future.result())
+                except ServiceFailure as exc:
+                    raise ServiceFailure(f"map item {index}: {exc}") from None
+        finally:
+            if len(results) < len(futures):
+                # Failed: drop the items not started yet, and wait for the running
+                # ones, whose cost goes onto this call's bill (read when it ends).
+                for pending in futures:
                     pending.cancel()
-                raise ServiceFailure(f"map item {index}: {exc}") from None
+                wait(futures)
         return results
 
     def _fan_out_call(self, name: str, event: Any, context: CallContext) -> Any:
