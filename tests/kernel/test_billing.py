@@ -118,6 +118,27 @@ def test_ledger_batches_aggregates_and_survives_reopen(tmp_path: Path) -> None:
     trio.run(reopened)
 
 
+def test_a_flush_larger_than_one_insert_keeps_every_row_and_the_last_of_each_id(tmp_path: Path) -> None:
+    # 1500 rows go out as INSERTs of 512, 512, 256, 128, 64, 16, 8 and 4 rows; a request
+    # recorded twice in one batch (a late bill after a 504) keeps its later row.
+    async def scenario() -> None:
+        ledger = Ledger(tmp_path / "ledger.sqlite3", flush_interval_s=60)
+        for index in range(1499):
+            ledger.record(usage(f"r{index}", run_us=index + 1), PRICES.quote(usage(run_us=index + 1)), Bill())
+        replaced = usage("r7", run_us=5000)
+        ledger.record(replaced, PRICES.quote(replaced), Bill())
+        await ledger.flush()
+        rows = await ledger.aggregate(None, None, None, "fn")
+        assert sum(row["invocations"] for row in rows) == 1499
+        record = await ledger.find("r7")
+        assert record is not None and record["run_us"] == 5000
+        record = await ledger.find("r1498")
+        assert record is not None and record["run_us"] == 1499
+        ledger.close()
+
+    trio.run(scenario)
+
+
 def test_metrics_parse_as_prometheus_text() -> None:
     metrics = Metrics()
     metrics.record(usage(function="hello", cold=True), 350, 201_000)

@@ -2,7 +2,10 @@
 
 Theory of operation: the hot path only appends a row to an in-memory batch.
 A background task writes the batch every ``flush_interval_s`` on a worker
-thread (one connection, one thread at a time), in one transaction.  A clean
+thread (one connection, one thread at a time), in one transaction, up to
+512 rows per INSERT statement: ``executemany`` hands the GIL back and forth
+once per row, and against a busy event loop 1400 rows took 1.8 s of
+convoying that slowed the loop by a fifth (multi-row: ~20 ms).  A clean
 shutdown writes what is pending; a kill -9 loses at most the rows recorded
 since the last flush.  Queries flush first, so they see every call that has
 already answered.  With WAL and synchronous=NORMAL a committed batch
@@ -11,6 +14,7 @@ survives a process crash (not necessarily a power cut).
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
 from pathlib import Path
@@ -33,7 +37,15 @@ CREATE TABLE IF NOT EXISTS invocations (
 CREATE INDEX IF NOT EXISTS invocations_by_time ON invocations (ts);
 CREATE INDEX IF NOT EXISTS invocations_by_function ON invocations (function, ts);
 """
-_INSERT = f"INSERT OR REPLACE INTO invocations ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+_MAX_ROWS_PER_INSERT = 512
+
+
+@functools.lru_cache(maxsize=16)
+def _insert(rows: int) -> str:
+    """The INSERT of ``rows`` rows (a power of two, so that few distinct statements exist)."""
+    values = "(" + ", ".join("?" * len(COLUMNS)) + ")"
+    return f"INSERT OR REPLACE INTO invocations ({', '.join(COLUMNS)}) VALUES {', '.join([values] * rows)}"
+
 
 Row = tuple[Any, ...]
 
@@ -53,6 +65,10 @@ class Ledger:
         for column in COLUMNS:
             if column not in present:  # a ledger written by an older version
                 self._connection.execute(f"ALTER TABLE invocations ADD COLUMN {column} INTEGER DEFAULT 0")
+        # Rows per statement: a power of two within SQLite's limit on bound values.
+        bound_values = self._connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        fits = min(_MAX_ROWS_PER_INSERT, bound_values // len(COLUMNS))
+        self._rows_per_insert = 1 << (fits.bit_length() - 1)
 
     def record(self, usage: Usage, quote: Quote, nested: Bill) -> int:
         """Queue a request's row: its own quote plus its nested calls'.
@@ -84,7 +100,11 @@ class Ledger:
     def _write(self, rows: list[Row]) -> None:
         with self._lock:
             self._connection.execute("BEGIN")
-            self._connection.executemany(_INSERT, rows)
+            start = 0
+            while start < len(rows):  # in order: a row replaced later in the batch stays replaced
+                count = min(self._rows_per_insert, 1 << ((len(rows) - start).bit_length() - 1))
+                self._connection.execute(_insert(count), [value for row in rows[start:start + count] for value in row])
+                start += count
             self._connection.execute("COMMIT")
 
     async def _read(self, sql: str, parameters: list[Any]) -> list[dict[str, Any]]:
