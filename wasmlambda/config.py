@@ -47,9 +47,10 @@ class Settings:
     # Sandbox calls run on these threads, off the event loop.
     sandbox_threads: int = 16
     # An idle sandbox thread busy-waits this long for the next call, and the
-    # event loop (when one call is in flight) for its result, yielding the
-    # CPU to anything runnable, before they sleep: waking a sleeping thread
-    # costs ~50 µs on a VM.  0: never busy-wait (many workers on few cores).
+    # event loop (when one call is in flight) up to 4x this for its result,
+    # until it has other I/O, yielding the CPU to anything runnable, before
+    # they sleep: waking a sleeping thread costs ~50 µs on a VM.  0: never
+    # busy-wait (many workers on few cores).
     spin_us: int = 300
     # Requests that may wait for a thread before new ones get 503.
     max_queue: int = 1024

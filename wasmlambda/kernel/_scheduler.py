@@ -96,7 +96,9 @@ class Scheduler:
         self._doorbell = _implementation.Doorbell()
         self._spinner_idle = True  # one idle thread spins, the others sleep
         self._spin_ns = spin_us * 1000
-        self._loop_fd = -1  # Trio's epoll descriptor, found by _start
+        # The loop's watch: Trio's epoll descriptor and how long it may last, set by _start.
+        self._loop_fd = -1
+        self._loop_spin_ns = self._spin_ns
 
     @property
     def waiting(self) -> int:
@@ -117,10 +119,7 @@ class Scheduler:
             # Spin only while this is the one call in flight: under load the
             # loop has other connections to serve, and one wake-up collects
             # many results anyway.
-            if self.running == 1 and self._loop_fd >= 0:
-                finished = job.completion.spin(self._spin_ns * LOOP_SPIN_FACTOR, self._loop_fd)
-            else:
-                finished = job.completion.spin(self._spin_ns if self.running == 1 else 0)
+            finished = job.completion.spin(self._loop_spin_ns if self.running == 1 else 0, self._loop_fd)
             if finished or not job.completion.park():
                 assert job.result is not None  # finished while we spun: no wake-up to wait for
                 return job.result.unwrap()
@@ -142,6 +141,8 @@ class Scheduler:
             trio.lowlevel.spawn_system_task(self._reap, name="wasmlambda-sandbox-completions")
             self._reaper_token = token
             self._loop_fd = _loop_epoll_fd()
+            # Without the descriptor nothing would end a longer watch early.
+            self._loop_spin_ns = self._spin_ns * (LOOP_SPIN_FACTOR if self._loop_fd >= 0 else 1)
         while len(self._workers) < min(self.threads, self.running + 1):
             thread = threading.Thread(target=self._work, name=f"wasmlambda-sandbox-{len(self._workers)}",
                                       daemon=True)
