@@ -19,6 +19,7 @@ import json
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import wasmtime
@@ -138,7 +139,6 @@ class Runtime:
         finally:
             instance.close()
 
-
     # -- native (C) functions: their own small module, no snapshot -------------
 
     def load_native(self, wasm: Path, compiled: Path) -> NativeProgram:
@@ -147,21 +147,15 @@ class Runtime:
         Raises DeployError when the module is invalid or does not speak the
         guest ABI (see guest_sdk/include/wasmlambda.h).
         """
-        module = None
-        if compiled.exists():
+
+        def compile_module() -> wasmtime.Module:
             try:
-                module = wasmtime.Module.deserialize_file(self.engine, str(compiled))
-            except wasmtime.WasmtimeError:
-                module = None  # another wasmtime version: compile again
-        if module is None:
-            try:
-                module = wasmtime.Module(self.engine, wasm.read_bytes())
+                return wasmtime.Module(self.engine, wasm.read_bytes())
             except wasmtime.WasmtimeError as exc:
                 raise DeployError(f"{wasm.name} is not a usable WebAssembly module: "
                                   f"{str(exc).splitlines()[0]}") from None
-            temporary = compiled.with_suffix(".tmp")
-            temporary.write_bytes(module.serialize())
-            os.replace(temporary, compiled)
+
+        module = _cached_module(self.engine, compiled, compile_module)
         exports = {export.name for export in module.exports}
         missing = sorted({"memory", "wl_reserve", "wl_handle"} - exports)
         if missing:
@@ -217,15 +211,27 @@ def _load_module(engine: wasmtime.Engine, image: RuntimeImage, compiled_dir: Pat
     version = importlib.metadata.version("wasmtime")
     key = hashlib.sha256(f"{image.id} {version} cow epochs pooling fuel={fuel}".encode()).hexdigest()[:16]
     path = compiled_dir / f"python-{key}.cwasm"
+
+    def compile_module() -> wasmtime.Module:
+        print(f"compiling the guest runtime for this machine (once, about 2 s) -> {path}", flush=True)
+        return wasmtime.Module.from_file(engine, str(image.wasm))
+
+    return _cached_module(engine, path, compile_module)
+
+
+def _cached_module(engine: wasmtime.Engine, path: Path,
+                   compile_module: Callable[[], wasmtime.Module]) -> wasmtime.Module:
+    """The machine code cached at ``path``, or ``compile_module()``'s, cached there
+    (atomically: a crash never leaves half a file).  A file another wasmtime
+    version wrote, or a corrupt one, is compiled again."""
     if path.exists():
         try:
             return wasmtime.Module.deserialize_file(engine, str(path))
         except wasmtime.WasmtimeError:
-            path.unlink()  # stale or corrupt: fall through and rebuild it
-    print(f"compiling the guest runtime for this machine (once, about 2 s) -> {path}", flush=True)
-    module = wasmtime.Module.from_file(engine, str(image.wasm))
-    compiled_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=compiled_dir, delete=False) as tmp:
-        tmp.write(module.serialize())
-    os.replace(tmp.name, path)
+            path.unlink()
+    module = compile_module()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as temporary:
+        temporary.write(module.serialize())
+    os.replace(temporary.name, path)
     return module
