@@ -22,7 +22,7 @@ from pathlib import Path
 from wasmlambda.config import Settings
 from wasmlambda.errors import WasmLambdaError
 from wasmlambda.kernel import FunctionSpec, Limits
-from wasmlambda.kernel._package import read_spec
+from wasmlambda.kernel._package import NATIVE_FILE, kind_of, read_spec
 from wasmlambda.sandbox import Instance, Runtime, RuntimeImage
 from wasmlambda.services import KeyValueService, Services, SQLiteStore
 
@@ -60,15 +60,15 @@ def build_bytes(directory: Path, pip_args: Sequence[str] = (), progress: Callabl
 def staged(directory: Path, pip_args: Sequence[str] = (), progress: Callable[[str], None] = print,
            check: bool = True) -> Iterator[Path]:
     """A validated, compiled copy of the function folder, removed afterwards."""
-    native = not (directory / "f.py").is_file()
+    native = kind_of(directory) == "wasm"
     if native and not (directory / "f.c").is_file():
         raise BuildError(f"{directory}: no f.py (defining f(event)) and no f.c (a C handler using wasmlambda.h)")
     with tempfile.TemporaryDirectory(prefix="wasmlambda-build-") as scratch:
         staging = Path(scratch) / directory.name
         shutil.copytree(directory, staging, ignore=shutil.ignore_patterns(*SKIPPED, "*.pyc", "*.wasm"))
         if native:
-            compile_c(staging, staging / "f.wasm")
-            progress(f"compiled f.wasm ({(staging / 'f.wasm').stat().st_size:,} bytes)")
+            compile_c(staging, staging / NATIVE_FILE)
+            progress(f"compiled {NATIVE_FILE} ({(staging / NATIVE_FILE).stat().st_size:,} bytes)")
         else:
             if (staging / REQUIREMENTS).is_file() and _has_requirements(staging / REQUIREMENTS):
                 vendor(staging / REQUIREMENTS, staging / "vendor", pip_args, progress)
@@ -87,8 +87,9 @@ def _has_requirements(path: Path) -> bool:
 def _compile(staging: Path) -> None:
     """Unchecked-hash .pyc: valid whatever the file times after unpacking.
 
-    Files that do not compile are left as they are: the guest import in
-    :func:`validate` reports the error with its file and line.
+    Files that do not compile are left as they are: the guest import (the
+    check in :func:`staged`, or the worker's deploy) reports the error with
+    its file and line.
     """
     if sys.version_info[:2] == (3, 11):  # another host Python writes bytecode the guest rejects
         compileall.compile_dir(staging, quiet=2, ddir=GUEST_CODE_DIR, workers=1,
@@ -133,8 +134,8 @@ def sandbox(staging: Path) -> Iterator[LocalSandbox]:
 def start(runtime: Runtime, staging: Path, name: str, limits: Limits) -> Instance:
     """A ready instance: the snapshot restored (Python) or the module started (C)."""
     try:
-        if (staging / "f.wasm").is_file() and not (staging / "f.py").is_file():
-            program = runtime.load_native(staging / "f.wasm", staging.parent / "module.cwasm")
+        if kind_of(staging) == "wasm":
+            program = runtime.load_native(staging / NATIVE_FILE, staging.parent / "module.cwasm")
             return runtime.start_native(program, limits.memory_bytes)
         snapshot = runtime.snapshot(staging, name, limits.memory_bytes, limits.timeout_ms)
         return runtime.restore(snapshot, staging, limits.memory_bytes)
