@@ -142,7 +142,9 @@ class ServiceError(Exception):
     """A host service (key-value state, ...) refused or failed a request."""
 
 
-_decode_response = json.JSONDecoder().decode  # the host answers UTF-8 JSON
+_answers = json.JSONDecoder()  # the host answers UTF-8 JSON
+_decode_response = _answers.decode
+_scan = json.scanner.c_make_scanner(_answers)  # decode's own worker, for answers that start with "0"
 # json.JSONEncoder.encode builds its C encoder on every call (~1.5 µs here, a
 # tenth of a warm call): build it once.  Its circular-reference markers must
 # start each encoding empty, so a failed one clears them.
@@ -166,9 +168,6 @@ def _service(request):
     if "error" in response:
         raise ServiceError(response["error"])
     return response["ok"]
-
-
-_scan = json.scanner.c_make_scanner(json.JSONDecoder())
 
 
 def _service_bytes(request):
@@ -232,10 +231,11 @@ def invoke(function, event=None):
     Same limits and billing as an HTTP call (its cost goes onto this
     request's bill); a failure raises ServiceError naming the callee.
     """
-    head = _invoke_heads.get(function) if type(function) is str else None
-    if head is None:
+    try:
+        head = _invoke_heads[function]
+    except (KeyError, TypeError):  # a name not seen yet, or not even hashable
         if not isinstance(function, str) or "\0" in function:
-            raise TypeError(f"invoke takes a function name, not {function!r}")
+            raise TypeError(f"invoke takes a function name, not {function!r}") from None
         if len(_invoke_heads) >= 256:  # names made up at run time must not grow it forever
             _invoke_heads.clear()
         head = _invoke_heads[function] = b"\0invoke\0call\0" + function.encode() + b"\0"
