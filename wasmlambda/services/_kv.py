@@ -51,6 +51,9 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+_SELECT = "SELECT value FROM kv WHERE namespace = ? AND key = ?"
+
+
 class SQLiteStore:
     """One connection behind a lock: calls come from several sandbox threads."""
 
@@ -63,7 +66,7 @@ class SQLiteStore:
 
     def get(self, namespace: str, key: str) -> bytes | None:
         with self._lock, _failures(sqlite3.Error):
-            row = self._db.execute("SELECT value FROM kv WHERE namespace = ? AND key = ?", (namespace, key)).fetchone()
+            row = self._db.execute(_SELECT, (namespace, key)).fetchone()
         return None if row is None else bytes(row[0])
 
     def put(self, namespace: str, key: str, value: bytes) -> None:
@@ -78,8 +81,7 @@ class SQLiteStore:
         with self._lock, _failures(sqlite3.Error):
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                row = self._db.execute("SELECT value FROM kv WHERE namespace = ? AND key = ?",
-                                       (namespace, key)).fetchone()
+                row = self._db.execute(_SELECT, (namespace, key)).fetchone()
                 value = _as_counter(None if row is None else bytes(row[0])) + amount
                 self._db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?)", (namespace, key, str(value).encode()))
                 self._db.execute("COMMIT")
@@ -107,6 +109,7 @@ class RedisStore:
 
         self._redis = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         self._errors = redis.RedisError
+        self._not_a_counter = redis.ResponseError  # what INCRBY answers for a value that is not one
 
     def _key(self, namespace: str, key: str) -> str:
         return f"wl:{namespace}:{key}"
@@ -124,12 +127,10 @@ class RedisStore:
             return int(self._redis.delete(self._key(namespace, key))) > 0
 
     def incr(self, namespace: str, key: str, amount: int) -> int:
-        import redis
-
         with _failures(self._errors):
             try:
                 return int(self._redis.incrby(self._key(namespace, key), amount))
-            except redis.ResponseError:
+            except self._not_a_counter:
                 raise ServiceFailure(_NOT_A_COUNTER) from None
 
     def keys(self, namespace: str, prefix: str) -> list[str]:
