@@ -60,14 +60,11 @@ class Bill:
 
     def add(self, quote: Quote, callee: Bill) -> None:
         """A finished nested call: its own quote, plus what its callees (``callee``) cost."""
+        cost, memory, at_1ms, at_100ms = callee.with_own(quote)
         with _BILLS_LOCK:
-            cost, memory, at_1ms, at_100ms = self.totals
-            if callee.calls:
-                self.calls += callee.calls
-                cost, memory, at_1ms, at_100ms = (cost + callee.totals[0], memory + callee.totals[1],
-                                                  at_1ms + callee.totals[2], at_100ms + callee.totals[3])
-            self.calls += 1
-            self.totals = (cost + quote[0], memory + quote[1], at_1ms + quote[2], at_100ms + quote[3])
+            self.calls += 1 + callee.calls
+            totals = self.totals
+            self.totals = (totals[0] + cost, totals[1] + memory, totals[2] + at_1ms, totals[3] + at_100ms)
 
 
 class InvokeService(Service):
