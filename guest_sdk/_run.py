@@ -31,7 +31,7 @@ def run(directory: Path, event: bytes, pip_args: Sequence[str] = (), out: TextIO
         timings = {"start": time.perf_counter() - started}
         started = time.perf_counter()
         try:
-            with local.services.bound(CallContext(name, local.spec.namespaces)):
+            with local.services.bound(CallContext(name, frozenset())):
                 result, logs = instance.invoke(event, local.limits.timeout_ms, os.urandom(8).hex())
         except WasmLambdaError as exc:
             _print_logs(exc.logs, err)

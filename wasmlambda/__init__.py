@@ -18,6 +18,7 @@ from .errors import (
     PayloadTooLarge,
     RuntimeMissing,
     ServiceError,
+    Unauthorized,
     WasmLambdaError,
 )
 
@@ -37,6 +38,7 @@ __all__ = [
     "RuntimeMissing",
     "ServiceError",
     "Settings",
+    "Unauthorized",
     "WasmLambdaError",
     "load_settings",
 ]

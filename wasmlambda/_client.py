@@ -31,23 +31,32 @@ class Reply:
             error = self.json()["error"]
         except (ValueError, KeyError, TypeError):
             return ClientError(f"HTTP {self.status}: {self.body[:200].decode(errors='replace')}")
-        failure = ClientError(f"{error.get('type', 'Error')}: {error.get('message', '')}")
+        message = f"{error.get('type', 'Error')}: {error.get('message', '')}"
+        if self.status == 401:
+            message += (" -- pass --token, set WASMLAMBDA_ADMIN_TOKEN, or run this on the worker's machine "
+                        "(it reads DATA_DIR/admin-token)")
+        failure = ClientError(message)
         failure.logs = error.get("traceback") or ""
         return failure
 
 
 class WorkerClient:
-    def __init__(self, url: str = DEFAULT_URL, timeout: float = 300) -> None:
+    def __init__(self, url: str = DEFAULT_URL, timeout: float = 300, token: str | None = None) -> None:
         parts = urlsplit(url if "://" in url else f"http://{url}")
         if parts.scheme != "http" or not parts.hostname:
             raise ClientError(f"--url must look like http://HOST:PORT, got {url!r}")
         self.url = f"http://{parts.hostname}:{parts.port or 80}"
         self._host, self._port, self._timeout = parts.hostname, parts.port or 80, timeout
+        self._token = token
 
-    def request(self, method: str, path: str, body: bytes | None = None) -> Reply:
+    def request(self, method: str, path: str, body: bytes | None = None, token: str | None = None) -> Reply:
+        """``token`` (an invoke key) replaces the admin token for this request."""
         connection = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+        headers = {}
+        if token or self._token:
+            headers["Authorization"] = f"Bearer {token or self._token}"
         try:
-            connection.request(method, path, body=body)
+            connection.request(method, path, body=body, headers=headers)
             response = connection.getresponse()
             return Reply(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
         except OSError as exc:

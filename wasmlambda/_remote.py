@@ -1,5 +1,9 @@
 """The CLI commands that talk to a running worker over HTTP (``--url``):
-deploy, invoke, ls, rm, logs, status, billing, explain."""
+deploy, invoke, ls, rm, logs, status, billing, explain, keys, namespaces.
+
+Every request carries the admin token, found the way the worker finds it
+(``--token``, ``$WASMLAMBDA_ADMIN_TOKEN``, then the data dir's
+``admin-token`` file), so on the worker's machine nothing needs set-up."""
 
 from __future__ import annotations
 
@@ -12,15 +16,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from . import _admin_token
 from ._client import DEFAULT_URL, ClientError, WorkerClient
+from .config import load_settings
 from .kernel import dollars
 
 
 def add_remote_commands(commands: Any) -> None:
-    def remote(name: str, help_text: str, run: Any) -> argparse.ArgumentParser:
-        command: argparse.ArgumentParser = commands.add_parser(name, help=help_text, description=help_text)
+    def remote(name: str, help_text: str, run: Any, parent: Any = commands) -> argparse.ArgumentParser:
+        command: argparse.ArgumentParser = parent.add_parser(name, help=help_text, description=help_text)
         command.add_argument("--url", default=os.environ.get("WASMLAMBDA_URL", DEFAULT_URL),
                              help=f"the worker (default $WASMLAMBDA_URL or {DEFAULT_URL})")
+        command.add_argument("--token", help="the admin token (default $WASMLAMBDA_ADMIN_TOKEN, "
+                             "else the data dir's admin-token file)")
         command.set_defaults(run=run)
         return command
 
@@ -34,6 +42,7 @@ def add_remote_commands(commands: Any) -> None:
     invoke.add_argument("event", nargs="?", default="null", help="the JSON event (default null), or - for stdin")
     invoke.add_argument("--show-cost", action="store_true", help="print how the call ran and what it cost")
     invoke.add_argument("--logs", action="store_true", help="print the call's logs (to stderr)")
+    invoke.add_argument("--key", help="an invoke key, for a function deployed with invoke_keys = true")
 
     remote("ls", "list deployed functions", _ls)
     rm = remote("rm", "remove a deployed function", _rm)
@@ -55,6 +64,32 @@ def add_remote_commands(commands: Any) -> None:
     explain = remote("explain", "explain one invocation's bill: phases, memory, fuel and price lines", _explain)
     explain.add_argument("request_id", help="the X-Request-Id of the call")
 
+    keys = commands.add_parser("keys", help="invoke keys of functions deployed with invoke_keys = true",
+                               description="Create, list and revoke a function's invoke keys.")
+    key_commands = keys.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    remote("create", "create an invoke key (printed once)", _create_key, key_commands).add_argument("name")
+    remote("ls", "list a function's invoke keys (ids only)", _list_keys, key_commands).add_argument("name")
+    revoke = remote("rm", "revoke an invoke key", _revoke_key, key_commands)
+    revoke.add_argument("name")
+    revoke.add_argument("id", help="the key's id (wlk_<id>_...)")
+
+    namespaces = commands.add_parser("namespaces", help="grant functions shared key-value namespaces",
+                                     description="Shared namespaces (shared:NAME) and the functions granted each.")
+    namespace_commands = namespaces.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    remote("ls", "list shared namespaces and their functions", _list_grants, namespace_commands)
+    for verb, help_text in (("grant", "let a function use shared:NAME"), ("revoke", "take that back")):
+        command = remote(verb, help_text, _change_grant, namespace_commands)
+        command.set_defaults(granting=verb == "grant")
+        command.add_argument("namespace", help="NAME or shared:NAME")
+        command.add_argument("function")
+
+
+def _client(args: argparse.Namespace) -> WorkerClient:
+    token = args.token or os.environ.get("WASMLAMBDA_ADMIN_TOKEN")
+    if not token:
+        token = _admin_token.read(load_settings().data_dir)
+    return WorkerClient(args.url, token=token)
+
 
 def _deploy(args: argparse.Namespace) -> int:
     from guest_sdk import BuildError, build_bytes
@@ -71,7 +106,7 @@ def _deploy(args: argparse.Namespace) -> int:
         name = args.name or source.name.removesuffix(".gz").removesuffix(".tar").removesuffix(".tgz")
     else:
         raise ClientError(f"{source}: no such folder or package")
-    described = WorkerClient(args.url).checked("POST", f"/registry/{name}", package).json()
+    described = _client(args).checked("POST", f"/registry/{name}", package).json()
     limits = described["limits"]
     print(f"deployed {name} (version {described['version']}, timeout {limits['timeout_ms']} ms, "
           f"memory {limits['memory_mb']} MB, {described['isolation']})")
@@ -81,7 +116,7 @@ def _deploy(args: argparse.Namespace) -> int:
 def _invoke(args: argparse.Namespace) -> int:
     event = sys.stdin.buffer.read() if args.event == "-" else args.event.encode()
     path = f"/run/{args.name}" + ("?logs=true" if args.logs else "")
-    reply = WorkerClient(args.url).request("POST", path, event)
+    reply = _client(args).request("POST", path, event, token=args.key)
     if args.show_cost:
         facts = [f"{name.removeprefix('x-wasmlambda-')}={value}" for name, value in reply.headers.items()
                  if name.startswith("x-wasmlambda-")]
@@ -103,7 +138,7 @@ def _invoke(args: argparse.Namespace) -> int:
 
 
 def _ls(args: argparse.Namespace) -> int:
-    functions = WorkerClient(args.url).checked("GET", "/registry/").json()["functions"]
+    functions = _client(args).checked("GET", "/registry/").json()["functions"]
     if not functions:
         print("no functions deployed")
         return 0
@@ -117,13 +152,13 @@ def _ls(args: argparse.Namespace) -> int:
 
 
 def _rm(args: argparse.Namespace) -> int:
-    WorkerClient(args.url).checked("DELETE", f"/registry/{args.name}")
+    _client(args).checked("DELETE", f"/registry/{args.name}")
     print(f"removed {args.name}")
     return 0
 
 
 def _logs(args: argparse.Namespace) -> int:
-    client = WorkerClient(args.url)
+    client = _client(args)
     since = 0
     while True:
         query = f"?since={since}" + (f"&request_id={args.request}" if args.request else "")
@@ -138,7 +173,7 @@ def _logs(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    status = WorkerClient(args.url).checked("GET", "/status").json()
+    status = _client(args).checked("GET", "/status").json()
     for key, value in status.items():
         print(f"{key}: {value}")
     return 0
@@ -147,7 +182,7 @@ def _status(args: argparse.Namespace) -> int:
 def _billing(args: argparse.Namespace) -> int:
     query = "&".join(f"{key}={quote(str(value))}" for key, value in
                      (("group", args.group), ("fn", args.fn), ("since", args.since), ("until", args.until)) if value)
-    rows = WorkerClient(args.url).checked("GET", f"/billing?{query}").json()["rows"]
+    rows = _client(args).checked("GET", f"/billing?{query}").json()["rows"]
     if not rows:
         print("no invocations in that range")
         return 0
@@ -182,7 +217,7 @@ def _billing_row(label: str, values: list[int]) -> tuple[str, ...]:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    record = WorkerClient(args.url).checked("GET", f"/billing/{quote(args.request_id)}").json()
+    record = _client(args).checked("GET", f"/billing/{quote(args.request_id)}").json()
     phases = record["phases_us"]
     print(f"request {record['request_id']}: {record['function']}, status {record['status']}, "
           f"{'cold' if record['cold'] else 'warm'} start")
@@ -194,6 +229,46 @@ def _explain(args: argparse.Namespace) -> int:
         print(f"  {line['item']:<12} {line['cost_pusd']:>14,} p$   {line['formula']}")
     print(f"  total {record['cost_pusd']:,} p$ = ${record['cost']} "
           f"(at 1 ms rounding ${record['rounding']['1ms']}, at 100 ms ${record['rounding']['100ms']})")
+    return 0
+
+
+def _create_key(args: argparse.Namespace) -> int:
+    created = _client(args).checked("POST", f"/keys/{quote(args.name)}").json()
+    _progress(f"invoke key {created['id']} for {args.name} (shown once; send it as Authorization: Bearer KEY)")
+    print(created["key"])
+    return 0
+
+
+def _list_keys(args: argparse.Namespace) -> int:
+    keys = _client(args).checked("GET", f"/keys/{quote(args.name)}").json()["keys"]
+    for key in keys:
+        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(key["created"]))
+        print(f"{key['id']}  created {created}")
+    if not keys:
+        print(f"{args.name} has no invoke keys")
+    return 0
+
+
+def _revoke_key(args: argparse.Namespace) -> int:
+    _client(args).checked("DELETE", f"/keys/{quote(args.name)}/{quote(args.id)}")
+    print(f"revoked {args.id}")
+    return 0
+
+
+def _list_grants(args: argparse.Namespace) -> int:
+    grants = _client(args).checked("GET", "/namespaces").json()["namespaces"]
+    for namespace, functions in grants.items():
+        print(f"{namespace}: {' '.join(functions)}")
+    if not grants:
+        print("no shared namespaces")
+    return 0
+
+
+def _change_grant(args: argparse.Namespace) -> int:
+    method = "PUT" if args.granting else "DELETE"
+    _client(args).checked(method, f"/namespaces/{quote(args.namespace)}/{quote(args.function)}")
+    print(f"granted {args.namespace} to {args.function}" if args.granting
+          else f"revoked {args.namespace} from {args.function}")
     return 0
 
 

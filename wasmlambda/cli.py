@@ -13,13 +13,13 @@ import json
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import trio
 
-from . import __version__, _guest_runtime
+from . import __version__, _admin_token, _guest_runtime
 from ._remote import add_remote_commands
 from .config import Settings, load_settings
 from .errors import ConfigError, DeployError, WasmLambdaError
@@ -61,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--state", help="key-value state: sqlite (default, in the data dir) or redis://HOST:PORT/DB")
     serve.add_argument("--default-timeout-ms", type=int, help="timeout of functions that set none (30000)")
     serve.add_argument("--default-memory-mb", type=int, help="memory of functions that set none (128)")
+    serve.add_argument("--admin-token", help="the control plane's bearer token (default: $WASMLAMBDA_ADMIN_TOKEN, "
+                       "else DATA_DIR/admin-token, created at first start)")
     serve.add_argument("--config", type=Path, help="a TOML settings file")
     serve.add_argument("--deploy", type=Path, nargs="*", default=[], metavar="DIR",
                        help="function folders to deploy at startup (named after the folder)")
@@ -79,7 +81,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _settings(args: argparse.Namespace) -> Settings:
     overrides = {name: getattr(args, name, None)
-                 for name in ("host", "port", "http", "state", "data_dir", "default_timeout_ms", "default_memory_mb")}
+                 for name in ("host", "port", "http", "state", "data_dir", "default_timeout_ms", "default_memory_mb",
+                              "admin_token")}
     return load_settings(getattr(args, "config", None), overrides=overrides)
 
 
@@ -110,6 +113,10 @@ async def _serve_async(settings: Settings, runtime: Any, services: Any, deploy_d
     from .kernel import Worker
 
     listeners = await open_listeners(settings.host, settings.port)
+    admin_token = settings.admin_token
+    if not admin_token:
+        admin_token = _admin_token.load_or_create(settings.data_dir)
+        log(f"admin token in {settings.data_dir / _admin_token.TOKEN_FILE} (the CLI on this machine reads it)")
     worker = Worker(settings, runtime, log, services)
     try:
         for directory in deploy_dirs:
@@ -120,25 +127,27 @@ async def _serve_async(settings: Settings, runtime: Any, services: Any, deploy_d
                 raise DeployError(f"--deploy {directory}: {exc}") from None
         log(f"runtime {runtime.base_id}, {len(worker.registry)} function(s), data in {settings.data_dir}")
         host, port = bound_address(listeners)
-        print(f"wasmlambda listening on http://{host}:{port}", flush=True)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(worker.run_janitor)
-            if worker.ledger is not None:
-                nursery.start_soon(worker.ledger.run)
-            nursery.start_soon(_cancel_on_signal, nursery.cancel_scope)
-            nursery.start_soon(serve, Api(worker), listeners, settings.http)
+        # Signals are caught before "listening" is printed: a supervisor that
+        # stops the worker right after that line still gets a clean stop.
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            print(f"wasmlambda listening on http://{host}:{port}", flush=True)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(worker.run_janitor)
+                if worker.ledger is not None:
+                    nursery.start_soon(worker.ledger.run)
+                nursery.start_soon(_cancel_on_signal, signals, nursery.cancel_scope)
+                nursery.start_soon(serve, Api(worker, admin_token), listeners, settings.http)
     finally:
         worker.close()
     log("stopped")
 
 
-async def _cancel_on_signal(scope: trio.CancelScope) -> None:
+async def _cancel_on_signal(signals: AsyncIterator[int], scope: trio.CancelScope) -> None:
     """SIGTERM and Ctrl-C both stop the worker cleanly (no traceback)."""
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for received in signals:
-            log(f"{signal.Signals(received).name}: shutting down")
-            scope.cancel()
-            return
+    async for received in signals:
+        log(f"{signal.Signals(received).name}: shutting down")
+        scope.cancel()
+        return
 
 
 def _runtime_build(args: argparse.Namespace) -> int:

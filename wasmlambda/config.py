@@ -75,6 +75,8 @@ class Settings:
     # Functions calling functions (wasmlambda_guest.invoke / map).
     max_call_depth: int = 16
     max_fan_out: int = 64
+    # The control plane's bearer token; empty: read (or create) <data_dir>/admin-token.
+    admin_token: str = dataclasses.field(default="", repr=False)
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

@@ -32,6 +32,12 @@ class PayloadTooLarge(BadRequest):
     status = 413
 
 
+class Unauthorized(WasmLambdaError):
+    """The request lacks the admin token (or the function's invoke key)."""
+
+    status = 401
+
+
 class DeployError(WasmLambdaError):
     """A package that cannot be deployed: bad archive, syntax or import error."""
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from guest_sdk import build_bytes
+from wasmlambda import _admin_token as admin_token
 
 STARTUP_TIMEOUT_S = 60
 
@@ -44,6 +45,7 @@ class WorkerProcess:
         self.env = {**os.environ, **(env or {})}
         self.process: subprocess.Popen[str] | None = None
         self.port = 0
+        self.admin_token = ""  # read from the data dir once started (the worker creates it)
         self._connection: http.client.HTTPConnection | None = None
 
     def start(self, *args: str) -> None:
@@ -58,6 +60,7 @@ class WorkerProcess:
                 raise RuntimeError(f"worker exited during startup:\n{self.log_path.read_text()}")
             if "listening on http://" in line:
                 self.port = int(line.rsplit(":", 1)[1])
+                self.admin_token = admin_token.read(self.data_dir) or ""
                 return
         raise RuntimeError(f"worker did not start in {STARTUP_TIMEOUT_S} s")
 
@@ -84,18 +87,28 @@ class WorkerProcess:
         return self._connection
 
     def request(self, method: str, path: str, body: bytes | str | None = None, fresh: bool = False,
-                headers: dict[str, str] | None = None) -> Reply:
+                headers: dict[str, str] | None = None, admin: bool = True) -> Reply:
+        """``admin``: send the admin token (unless ``headers`` has an Authorization of its own)."""
         connection = self.connection(fresh)
         if isinstance(body, str):
             body = body.encode()
-        connection.request(method, path, body=body, headers=headers or {})
+        headers = dict(headers or {})
+        if admin and self.admin_token:
+            headers.setdefault("Authorization", f"Bearer {self.admin_token}")
+        connection.request(method, path, body=body, headers=headers)
         reply = Reply(connection.getresponse())
         if fresh:
             connection.close()
         return reply
 
     def run(self, name: str, event: Any = None, fresh: bool = False) -> Reply:
-        return self.request("POST", f"/run/{name}", json.dumps(event), fresh=fresh)
+        return self.request("POST", f"/run/{name}", json.dumps(event), fresh=fresh, admin=False)
+
+    def cli_env(self) -> dict[str, str]:
+        """The environment for ``wasmlambda`` CLI commands aimed at this worker: it
+        finds the admin token in the data dir, as on the worker's own machine."""
+        return {**os.environ, "WASMLAMBDA_URL": f"http://127.0.0.1:{self.port}",
+                "WASMLAMBDA_DATA_DIR": str(self.data_dir)}
 
     def deploy(self, name: str, directory: Path) -> Reply:
         return self.request("POST", f"/registry/{name}", build_bytes(directory, progress=lambda _: None, check=False))

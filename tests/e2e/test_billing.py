@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -82,7 +81,7 @@ def test_ten_thousand_calls_bill_exactly(worker: WorkerProcess, make_function: F
     assert cost_samples == {name: float(total) for name, total in header_totals.items()}
 
     table = subprocess.run([sys.executable, "-m", "wasmlambda", "billing"], capture_output=True, text=True,
-                           env={**os.environ, "WASMLAMBDA_URL": f"http://127.0.0.1:{worker.port}"}, timeout=60)
+                           env=worker.cli_env(), timeout=60)
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
     assert lines[0].split()[:4] == ["FUNCTION", "CALLS", "ERRORS", "BILLED_MS"]
@@ -175,7 +174,7 @@ def test_fuel_metering(tmp_path: Path) -> None:
 def test_explain_command(worker: WorkerProcess) -> None:
     worker.deploy("hello", EXAMPLES / "hello")
     reply = worker.run("hello", {"name": "why"})
-    env = {**os.environ, "WASMLAMBDA_URL": f"http://127.0.0.1:{worker.port}"}
+    env = worker.cli_env()
     result = subprocess.run([sys.executable, "-m", "wasmlambda", "explain", reply.headers["x-request-id"]],
                             capture_output=True, text=True, env=env, timeout=60)
     assert result.returncode == 0, result.stderr

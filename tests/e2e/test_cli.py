@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -15,7 +14,7 @@ pytestmark = pytest.mark.e2e
 
 
 def cli(worker: WorkerProcess, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "WASMLAMBDA_URL": f"http://127.0.0.1:{worker.port}"}
+    env = worker.cli_env()
     return subprocess.run([sys.executable, "-m", "wasmlambda", *args], input=stdin, capture_output=True,
                           text=True, timeout=120, env=env)
 
@@ -82,7 +81,7 @@ def test_handler_error_prints_the_guest_traceback(worker: WorkerProcess, make_fu
 
 
 def test_every_command_has_help(worker: WorkerProcess) -> None:
-    for command in ["serve", "deploy", "invoke", "ls", "rm", "logs", "status", "runtime"]:
+    for command in ["serve", "deploy", "invoke", "ls", "rm", "logs", "status", "runtime", "keys", "namespaces"]:
         result = cli(worker, command, "--help")
         assert result.returncode == 0 and "usage: wasmlambda" in result.stdout, command
 
@@ -90,7 +89,7 @@ def test_every_command_has_help(worker: WorkerProcess) -> None:
 def test_logs_follow_prints_new_lines(worker: WorkerProcess, make_function: FunctionFactory) -> None:
     worker.deploy("chatty", make_function("chatty", "def f(event):\n    print('event', event)\n    return 1\n"))
     worker.run("chatty", 1)
-    env = {**os.environ, "WASMLAMBDA_URL": f"http://127.0.0.1:{worker.port}", "PYTHONUNBUFFERED": "1"}
+    env = {**worker.cli_env(), "PYTHONUNBUFFERED": "1"}
     follower = subprocess.Popen([sys.executable, "-m", "wasmlambda", "logs", "chatty", "--follow"],
                                 stdout=subprocess.PIPE, text=True, env=env)
     try:

@@ -43,14 +43,28 @@ def matches(expected: str, actual: str) -> bool:
     return re.fullmatch(re.escape(expected).replace(re.escape("..."), ".*"), actual) is not None
 
 
-def test_first_function_tutorial(worker: WorkerProcess, tmp_path: Path) -> None:
+def test_first_function_tutorial(tmp_path: Path) -> None:
+    # The worker and the CLI use the default data dir (under XDG_DATA_HOME), as
+    # after `make serve`: the CLI must find the admin token there by itself.
+    xdg = {"XDG_DATA_HOME": str(tmp_path / "xdg")}
+    worker = WorkerProcess(tmp_path / "xdg" / "wasmlambda", tmp_path / "worker.log", env=xdg)
+    worker.start()
+    try:
+        run_tutorial(worker, tmp_path, xdg)
+    finally:
+        assert worker.stop() == 0, worker.log_path.read_text()
+
+
+def run_tutorial(worker: WorkerProcess, tmp_path: Path, xdg: dict[str, str]) -> None:
     files, steps = tutorial()
     assert set(files) == {"greet/f.py"} and len(steps) == 5
     for name, content in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(content)
     (tmp_path / ".venv").symlink_to(Path(sys.prefix))
-    env = {**os.environ, "WASMLAMBDA_URL": f"http://127.0.0.1:{worker.port}"}
+    env = {**os.environ, **xdg, "WASMLAMBDA_URL": f"http://127.0.0.1:{worker.port}"}
+    for variable in ("WASMLAMBDA_ADMIN_TOKEN", "WASMLAMBDA_DATA_DIR"):
+        env.pop(variable, None)
     for command, expected in steps:
         command = command.replace("localhost:8080", f"127.0.0.1:{worker.port}")
         result = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True,

@@ -40,9 +40,9 @@ def test_values_namespaces_and_grants(worker: WorkerProcess, make_function: Func
         def f(event):
             kv.put("mine", b"\\x00raw")
             kv.put("doc", {"nested": [1, 2]})
-            kv.put("note", "hello", namespace="shared")
+            kv.put("note", "hello", namespace="shared:notes")
             return [kv.get("mine").hex(), kv.get_json("doc"), kv.keys(), kv.delete("gone")]
-    """, toml='[state]\nnamespaces = ["shared"]\n')
+    """)
     reader = make_function("reader", """
         from wasmlambda_guest import ServiceError, kv
 
@@ -51,26 +51,67 @@ def test_values_namespaces_and_grants(worker: WorkerProcess, make_function: Func
                 stolen = kv.get("mine", namespace="writer")
             except ServiceError as exc:
                 stolen = str(exc)
-            return {"shared": kv.get_json("note", namespace="shared"), "stolen": stolen, "own": kv.keys()}
-    """, toml='[state]\nnamespaces = ["shared"]\n')
+            return {"shared": kv.get_json("note", namespace="shared:notes"), "stolen": stolen, "own": kv.keys()}
+    """)
     outsider = make_function("outsider", """
         from wasmlambda_guest import kv
 
         def f(event):
-            return kv.get("note", namespace="shared")
+            return kv.get_json("note", namespace="shared:notes")
     """)
     for name, code in (("writer", writer), ("reader", reader), ("outsider", outsider)):
         assert worker.deploy(name, code).status == 201
+    # Only the operator grants shared namespaces, with the admin token.
+    assert worker.request("PUT", "/namespaces/notes/writer", admin=False).status == 401
+    for name in ("writer", "reader"):
+        assert worker.request("PUT", f"/namespaces/notes/{name}").status == 200
+    assert worker.request("GET", "/namespaces").json() == {"namespaces": {"shared:notes": ["reader", "writer"]}}
+
     assert worker.run("writer").json() == [b"\x00raw".hex(), {"nested": [1, 2]}, ["doc", "mine"], False]
     assert worker.run("reader").json() == {
         "shared": "hello",
-        "stolen": "kv: get: namespace 'writer' is not granted to 'reader' "
-                  "(add it to [state] namespaces in wasmlambda.toml)",
+        "stolen": "kv: get: namespace 'writer' is private to the function of that name; share state through a "
+                  "'shared:<name>' namespace the operator grants to 'reader'",
         "own": [],
     }
     refused = worker.run("outsider")
     assert refused.status == 502 and refused.error["guest_type"] == "ServiceError"
-    assert "namespace 'shared' is not granted to 'outsider'" in refused.error["message"]
+    assert "shared namespace 'shared:notes' is not granted to 'outsider'" in refused.error["message"]
+    assert worker.request("PUT", "/namespaces/shared:notes/outsider").status == 200
+    assert worker.run("outsider").json() == "hello"
+    assert worker.request("DELETE", "/namespaces/notes/outsider").status == 200
+    assert worker.run("outsider").status == 502
+
+
+def test_a_package_cannot_grant_itself_another_functions_state(worker: WorkerProcess,
+                                                                make_function: FunctionFactory) -> None:
+    victim = make_function("victim", """
+        from wasmlambda_guest import kv
+
+        def f(event):
+            kv.put("secret", "s3cret")
+            return "stored"
+    """)
+    thief_code = """
+        from wasmlambda_guest import ServiceError, kv
+
+        def f(event):
+            try:
+                return kv.get_json("secret", namespace="victim")
+            except ServiceError as exc:
+                return "refused: " + str(exc)
+    """
+    assert worker.deploy("victim", victim).status == 201
+    assert worker.run("victim").json() == "stored"
+    greedy = make_function("greedy", thief_code, toml='[state]\nnamespaces = ["victim"]\n')
+    refused = worker.deploy("greedy", greedy)
+    assert refused.status == 400
+    assert "state.namespaces cannot be set by a package" in refused.error["message"]
+    assert worker.deploy("thief", make_function("thief", thief_code)).status == 201
+    assert worker.run("thief").json().startswith("refused: kv: get: namespace 'victim' is private")
+    # Not even the operator can share a function's own namespace: grants are for shared:* only.
+    assert worker.request("PUT", "/namespaces/victim/thief").status == 200  # creates shared:victim
+    assert worker.run("thief").json().startswith("refused: ")
 
 
 def test_bad_state_setting(tmp_path: Path) -> None:

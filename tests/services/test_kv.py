@@ -73,16 +73,20 @@ def call(services: Services, context: CallContext, **request: object) -> dict[st
 
 def test_service_enforces_namespaces_and_validates(tmp_path: Path) -> None:
     services = Services({"kv": KeyValueService(SQLiteStore(tmp_path / "s.sqlite3"))})
-    alice = CallContext("alice", frozenset({"shared"}))
+    alice = CallContext("alice", frozenset({"shared:team"}))
     bob = CallContext("bob", frozenset())
     value = base64.b64encode(b"secret").decode()
     assert call(services, alice, op="put", key="k", value=value) == {"ok": None}
     assert call(services, alice, op="get", key="k") == {"ok": value}
     assert call(services, bob, op="get", key="k") == {"ok": None}  # bob's own namespace
     denied = call(services, bob, op="get", key="k", namespace="alice")
-    assert denied == {"error": "kv: get: namespace 'alice' is not granted to 'bob' "
-                               "(add it to [state] namespaces in wasmlambda.toml)"}
-    assert call(services, alice, op="incr", key="n", namespace="shared") == {"ok": 1}
+    assert denied == {"error": "kv: get: namespace 'alice' is private to the function of that name; share state "
+                               "through a 'shared:<name>' namespace the operator grants to 'bob'"}
+    assert call(services, alice, op="incr", key="n", namespace="shared:team") == {"ok": 1}
+    assert call(services, bob, op="get", key="n", namespace="shared:team") == {
+        "error": "kv: get: shared namespace 'shared:team' is not granted to 'bob' (the worker's operator grants it: "
+                 "wasmlambda namespaces grant team bob)"}
+    assert call(services, bob, op="get", key="n", namespace=7) == {"error": "kv: get: namespace must be a string"}
     assert call(services, alice, op="incr", key="k")["error"] == "kv: incr: the key does not hold an integer counter"
     assert "keys are non-empty strings" in str(call(services, alice, op="get", key=""))
     assert "unknown operation" in str(call(services, alice, op="explode", key="x"))
@@ -90,6 +94,16 @@ def test_service_enforces_namespaces_and_validates(tmp_path: Path) -> None:
         "error": "kv: prepare: host services are only available while a request is handled"}
     assert json.loads(services.dispatch(b"[1]"))["error"].startswith("host: decode:")
     services.close()
+
+
+def test_shared_and_private_namespaces_never_share_a_key(store: Store) -> None:
+    # A function named "shared" must not reach shared:<name> through its own keys.
+    space = ns()
+    store.put(f"shared:{space}", "k", b"team")
+    store.put("shared", f"{space}:k", b"mine")
+    assert store.get(f"shared:{space}", "k") == b"team"
+    assert store.get("shared", f"{space}:k") == b"mine"
+    assert store.keys(f"shared:{space}", "") == ["k"]
 
 
 def test_both_backends_refuse_a_non_counter_alike(store: Store) -> None:

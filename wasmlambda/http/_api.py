@@ -1,4 +1,10 @@
-"""The HTTP API (DESIGN.md §4): maps requests onto the worker.
+"""The HTTP API: maps requests onto the worker (routes: README, "HTTP API").
+
+Every route is ``open`` or ``admin``.  Admin routes (the control plane)
+answer 401 with ``WWW-Authenticate: Bearer`` unless the request carries the
+admin token; ``/run`` is open unless the function was deployed with
+``invoke_keys = true``.  Because both are headers, a browser page cannot
+reach them with a "simple" cross-site request (docs/security.md).
 
 Every failure is rendered here, once: ``{"error": {"type", "message"}}``
 with the status its error class names.  Anything unexpected becomes a 500
@@ -8,38 +14,51 @@ with the same shape; the worker logs it and keeps serving.
 from __future__ import annotations
 
 import datetime
+import hmac
 import json
 import re
 import time
 import traceback
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs
 
 from .. import __version__
-from ..errors import BadRequest, CapacityExceeded, GuestError, NotFound, WasmLambdaError
+from ..errors import BadRequest, CapacityExceeded, GuestError, NotFound, Unauthorized, WasmLambdaError
 from ..kernel import BILLING_GROUPS, Invocation, Ledger, Usage, Worker, dollars
 from ._messages import JSON_TYPE, Request, Response
 
-Handler = Callable[[Request, str], Awaitable[Response]]
+Handler = Callable[[Request, list[str]], Awaitable[Response]]
+# "open": anyone who reaches the port; "admin": the admin token only.
+Access = Literal["open", "admin"]
+_CHALLENGE = (b"www-authenticate", b'Bearer realm="wasmlambda"')
 
 
 class Api:
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: Worker, admin_token: str) -> None:
+        if not admin_token:
+            raise ValueError("the API needs an admin token")
         self.worker = worker
         self.started = time.monotonic()
-        # (first path segment, has a name) -> {method: handler}
-        self._routes: dict[tuple[str, bool], dict[str, Handler]] = {
-            ("run", True): {"POST": self._run},
-            ("runLambda", True): {"POST": self._run},
-            ("registry", True): {"POST": self._deploy, "GET": self._describe, "DELETE": self._remove},
-            ("registry", False): {"GET": self._list},
-            ("status", False): {"GET": self._status},
-            ("stats", False): {"GET": self._stats},
-            ("logs", True): {"GET": self._logs},
-            ("billing", False): {"GET": self._billing},
-            ("billing", True): {"GET": self._explain},
-            ("metrics", False): {"GET": self._metrics},
+        self._admin_token = admin_token.encode()
+        # (first path segment, number of segments) -> {method: (handler, access)}
+        admin: Access = "admin"
+        self._routes: dict[tuple[str, int], dict[str, tuple[Handler, Access]]] = {
+            ("run", 2): {"POST": (self._run, "open")},
+            ("runLambda", 2): {"POST": (self._run, "open")},
+            ("status", 1): {"GET": (self._status, "open")},
+            ("stats", 1): {"GET": (self._stats, "open")},
+            ("registry", 2): {"POST": (self._deploy, admin), "GET": (self._describe, admin),
+                              "DELETE": (self._remove, admin)},
+            ("registry", 1): {"GET": (self._list, admin)},
+            ("logs", 2): {"GET": (self._logs, admin)},
+            ("billing", 1): {"GET": (self._billing, admin)},
+            ("billing", 2): {"GET": (self._explain, admin)},
+            ("metrics", 1): {"GET": (self._metrics, admin)},
+            ("keys", 2): {"GET": (self._list_keys, admin), "POST": (self._create_key, admin)},
+            ("keys", 3): {"DELETE": (self._revoke_key, admin)},
+            ("namespaces", 1): {"GET": (self._list_grants, admin)},
+            ("namespaces", 3): {"PUT": (self._grant, admin), "DELETE": (self._revoke_grant, admin)},
         }
 
     def body_limit(self, path: str) -> int:
@@ -49,31 +68,44 @@ class Api:
 
     async def handle(self, request: Request) -> Response:
         segments = request.path.strip("/").split("/")
-        name = segments[1] if len(segments) == 2 and segments[1] else ""
-        methods = self._routes.get((segments[0], bool(name))) if len(segments) <= 2 else None
+        methods = None if "" in segments else self._routes.get((segments[0], len(segments)))
         if methods is None:
             return Response.error(404, "NotFound", f"no route for {request.path}")
-        handler = methods.get(request.method)
-        if handler is None:
+        route = methods.get(request.method)
+        if route is None:
             allow = ", ".join(sorted(methods)).encode()
             return Response.error(405, "MethodNotAllowed", f"{request.method} is not allowed on {request.path}",
                                    [(b"allow", allow)])
+        handler, access = route
         try:
-            return await handler(request, name)
+            if access == "admin" and not self.is_admin(request):
+                raise Unauthorized("this route needs the admin token (Authorization: Bearer ...)")
+            return await handler(request, segments[1:])
         except WasmLambdaError as exc:
             return error_response(exc)
         except Exception:
             self.worker.log("internal error while handling " + request.path + ":\n" + traceback.format_exc())
             return Response.error(500, "InternalError", "the worker failed to handle this request")
 
-    async def _run(self, request: Request, name: str) -> Response:
+    def is_admin(self, request: Request) -> bool:
+        """Whether the request carries the admin token (compared in constant time)."""
+        presented = _bearer(request)
+        return presented is not None and hmac.compare_digest(presented.encode(), self._admin_token)
+
+    async def _run(self, request: Request, args: list[str]) -> Response:
+        name = args[0]
+        if self.worker.needs_invoke_key(name) and not self.is_admin(request):
+            presented = _bearer(request)
+            if presented is None or not self.worker.keys.check(name, presented):
+                raise Unauthorized(f"{name!r} needs an invoke key (Authorization: Bearer wlk_...)")
         target = f"{request.path}?{request.query}" if request.query else request.path
         head = b"%s %s\r\n%s" % (request.method.encode(), target.encode(),
                                   b"".join(b"%s: %s\r\n" % pair for pair in request.headers))
         invocation = await self.worker.invoke(name, request.body, head)
         return run_response(invocation, with_logs=_flag(request, "logs"))
 
-    async def _logs(self, request: Request, name: str) -> Response:
+    async def _logs(self, request: Request, args: list[str]) -> Response:
+        name = args[0]
         self.worker.registry.get(name)  # 404 for unknown functions
         query = parse_qs(request.query)
         try:
@@ -84,22 +116,45 @@ class Api:
         return Response.json(200, {"function": name, "lines": lines,
                                    "next": lines[-1]["seq"] if lines else since})
 
-    async def _deploy(self, request: Request, name: str) -> Response:
+    async def _deploy(self, request: Request, args: list[str]) -> Response:
         if not request.body:
             raise BadRequest("the request body must be the function's tar.gz package")
-        return Response.json(201, await self.worker.deploy(name, request.body))
+        return Response.json(201, await self.worker.deploy(args[0], request.body))
 
-    async def _describe(self, request: Request, name: str) -> Response:
-        return Response.json(200, self.worker.describe(name))
+    async def _describe(self, request: Request, args: list[str]) -> Response:
+        return Response.json(200, self.worker.describe(args[0]))
 
-    async def _remove(self, request: Request, name: str) -> Response:
-        await self.worker.remove(name)
-        return Response.json(200, {"removed": name})
+    async def _remove(self, request: Request, args: list[str]) -> Response:
+        await self.worker.remove(args[0])
+        return Response.json(200, {"removed": args[0]})
 
-    async def _list(self, request: Request, name: str) -> Response:
+    async def _list(self, request: Request, args: list[str]) -> Response:
         return Response.json(200, {"functions": self.worker.list_functions()})
 
-    async def _billing(self, request: Request, name: str) -> Response:
+    async def _list_keys(self, request: Request, args: list[str]) -> Response:
+        self.worker.registry.get(args[0])  # 404 for unknown functions
+        return Response.json(200, {"function": args[0], "keys": self.worker.keys.list(args[0])})
+
+    async def _create_key(self, request: Request, args: list[str]) -> Response:
+        self.worker.registry.get(args[0])
+        return Response.json(201, self.worker.keys.create(args[0]))
+
+    async def _revoke_key(self, request: Request, args: list[str]) -> Response:
+        self.worker.keys.revoke(args[0], args[1])
+        return Response.json(200, {"function": args[0], "revoked": args[1]})
+
+    async def _list_grants(self, request: Request, args: list[str]) -> Response:
+        return Response.json(200, {"namespaces": self.worker.grants.list()})
+
+    async def _grant(self, request: Request, args: list[str]) -> Response:
+        self.worker.grants.grant(args[0], args[1])
+        return Response.json(200, {"namespaces": self.worker.grants.list()})
+
+    async def _revoke_grant(self, request: Request, args: list[str]) -> Response:
+        self.worker.grants.revoke(args[0], args[1])
+        return Response.json(200, {"namespaces": self.worker.grants.list()})
+
+    async def _billing(self, request: Request, args: list[str]) -> Response:
         ledger = self._ledger()
         query = parse_qs(request.query)
         group = query.get("group", ["fn"])[0]
@@ -112,7 +167,8 @@ class Api:
         return Response.json(200, {"group": group, "unit": "pico-dollars (1e-12 USD) in *_pusd fields",
                                    "rows": rows})
 
-    async def _explain(self, request: Request, request_id: str) -> Response:
+    async def _explain(self, request: Request, args: list[str]) -> Response:
+        request_id = args[0]
         record = await self._ledger().find(request_id)
         if record is None:
             raise NotFound(f"no invocation with request id {request_id!r} in the ledger")
@@ -138,21 +194,21 @@ class Api:
             raise NotFound("billing is off on this worker (billing = false)")
         return self.worker.ledger
 
-    async def _metrics(self, request: Request, name: str) -> Response:
+    async def _metrics(self, request: Request, args: list[str]) -> Response:
         text = self.worker.metrics.to_prometheus(self.worker.gauges())
         return Response(200, text.encode(), [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")])
 
-    async def _status(self, request: Request, name: str) -> Response:
-        return Response.json(200, {
-            "status": "ok",
-            "version": __version__,
-            "runtime": self.worker.runtime.base_id,
-            "functions": len(self.worker.registry),
-            "uptime_s": round(time.monotonic() - self.started, 3),
-        })
+    async def _status(self, request: Request, args: list[str]) -> Response:
+        # Open (health checks): nothing about any tenant without the token.
+        status: dict[str, Any] = {"status": "ok", "version": __version__, "runtime": self.worker.runtime.base_id,
+                                  "uptime_s": round(time.monotonic() - self.started, 3)}
+        if self.is_admin(request):
+            status["functions"] = len(self.worker.registry)
+        return Response.json(200, status)
 
-    async def _stats(self, request: Request, name: str) -> Response:
-        return Response.json(200, self.worker.stats_json())
+    async def _stats(self, request: Request, args: list[str]) -> Response:
+        # Open (OpenLambda's client reads it): worker-wide counters; per function with the token.
+        return Response.json(200, self.worker.stats_json(per_function=self.is_admin(request)))
 
 
 def run_response(invocation: Invocation, with_logs: bool = False) -> Response:
@@ -232,6 +288,8 @@ def error_response(error: WasmLambdaError, logs: str | None = None) -> Response:
     headers = []
     if isinstance(error, CapacityExceeded):
         headers.append((b"retry-after", str(error.retry_after).encode()))
+    elif isinstance(error, Unauthorized):
+        headers.append(_CHALLENGE)
     document = error.to_json()
     if logs is not None:
         document["logs"] = logs
@@ -253,6 +311,16 @@ def parse_time(value: str) -> float:
             return parsed.timestamp()
     except ValueError:
         raise BadRequest(f"cannot read {value!r} as a time: use epoch seconds, ISO 8601 or an age like 15m") from None
+
+
+def _bearer(request: Request) -> str | None:
+    """The credentials of an ``Authorization: Bearer ...`` header, if any."""
+    for name, value in request.headers:
+        if name == b"authorization":
+            scheme, _, credentials = value.partition(b" ")
+            if scheme.lower() == b"bearer":
+                return credentials.strip().decode("latin-1")
+    return None
 
 
 def _flag(request: Request, name: str) -> bool:

@@ -5,13 +5,17 @@ optional ``wasmlambda.toml``; or, for a native function, ``f.wasm`` built by
 
     [function]
     isolation = "warm"     # or "fresh": restore from the snapshot for every request
+    invoke_keys = false    # true: /run needs one of the function's invoke keys
 
     [limits]
     timeout_ms = 30000
     memory_mb = 128
 
-    [state]
-    namespaces = ["shared"]  # key-value namespaces granted besides the function's own
+
+A package cannot grant itself access to anything: shared key-value
+namespaces are granted by the operator (kernel/_access.py), and the
+``[state] namespaces`` setting of earlier versions is refused with a
+message saying so.
 
 Extraction trusts nothing in the archive: only regular files and
 directories, no absolute paths or ``..``, bounded count and size.  An archive
@@ -28,7 +32,7 @@ import tarfile
 import tomllib
 import zlib
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Literal, get_args
 
 from ..config import check_memory_mb
 from ..errors import ConfigError, DeployError
@@ -38,7 +42,8 @@ NATIVE_FILE = "f.wasm"
 MANIFEST_FILE = "wasmlambda.toml"
 MAX_FILES = 10_000
 MAX_TIMEOUT_MS = 15 * 60 * 1000
-ISOLATION_MODES = ("warm", "fresh")
+Isolation = Literal["warm", "fresh"]
+ISOLATION_MODES: tuple[Isolation, ...] = get_args(Isolation)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
@@ -57,17 +62,17 @@ class FunctionSpec:
     """What a package's wasmlambda.toml says, with the worker's defaults filled in."""
 
     limits: Limits
-    isolation: str = "warm"
-    namespaces: frozenset[str] = frozenset()
+    isolation: Isolation = "warm"
+    invoke_keys: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"isolation": self.isolation, "limits": dataclasses.asdict(self.limits),
-                "state": {"namespaces": sorted(self.namespaces)}}
+        return {"isolation": self.isolation, "invoke_keys": self.invoke_keys,
+                "limits": dataclasses.asdict(self.limits)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FunctionSpec:
-        return cls(Limits(**data["limits"]), data["isolation"],
-                   frozenset(data.get("state", {}).get("namespaces", ())))
+        # (A manifest from before invoke keys has none; its old state grants are not read.)
+        return cls(Limits(**data["limits"]), data["isolation"], bool(data.get("invoke_keys", False)))
 
 
 def check_name(name: str) -> str:
@@ -148,15 +153,18 @@ def read_spec(code_dir: Path, default: Limits, max_memory_mb: int) -> FunctionSp
     function = _table(document, "function")
     limits = _table(document, "limits")
     state = _table(document, "state")
-    _reject_unknown(function, {"isolation"}, "function.")
+    _reject_unknown(function, {"isolation", "invoke_keys"}, "function.")
     _reject_unknown(limits, {"timeout_ms", "memory_mb"}, "limits.")
-    _reject_unknown(state, {"namespaces"}, "state.")
-    namespaces = state.get("namespaces", [])
-    if not isinstance(namespaces, list) or not all(isinstance(n, str) and _NAME.fullmatch(n) for n in namespaces):
-        raise DeployError(f"{MANIFEST_FILE}: state.namespaces must be a list of names like function names")
+    if "namespaces" in state:
+        raise DeployError(f"{MANIFEST_FILE}: state.namespaces cannot be set by a package: shared namespaces "
+                          "are granted by the worker's operator (wasmlambda namespaces grant NAME FUNCTION)")
+    _reject_unknown(state, set(), "state.")
     isolation = function.get("isolation", "warm")
     if isolation not in ISOLATION_MODES:
         raise DeployError(f"{MANIFEST_FILE}: function.isolation must be one of {ISOLATION_MODES}, got {isolation!r}")
+    invoke_keys = function.get("invoke_keys", False)
+    if not isinstance(invoke_keys, bool):
+        raise DeployError(f"{MANIFEST_FILE}: function.invoke_keys must be true or false, got {invoke_keys!r}")
     timeout_ms = _integer(limits, "timeout_ms", default.timeout_ms)
     memory_mb = _integer(limits, "memory_mb", default.memory_mb)
     if not 1 <= timeout_ms <= MAX_TIMEOUT_MS:
@@ -165,7 +173,7 @@ def read_spec(code_dir: Path, default: Limits, max_memory_mb: int) -> FunctionSp
         check_memory_mb(memory_mb, max_memory_mb)
     except ConfigError as exc:
         raise DeployError(f"{MANIFEST_FILE}: limits.{exc}") from None
-    return FunctionSpec(Limits(timeout_ms, memory_mb), isolation, frozenset(namespaces))
+    return FunctionSpec(Limits(timeout_ms, memory_mb), isolation, invoke_keys)
 
 
 def _table(document: dict[str, Any], key: str) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from ..config import Settings
 from ..errors import DeadlineExceeded, DeployError, PayloadTooLarge, WasmLambdaError
 from ..sandbox import Instance, Runtime
 from ..services import CallContext, ServiceFailure, Services
+from ._access import InvokeKeys, NamespaceGrants
 from ._composition import Bill, InvokeService
 from ._ledger import Ledger
 from ._logs import LogStore
@@ -82,6 +83,8 @@ class Worker:
         self.log = log
         self.default_limits = Limits(settings.default_timeout_ms, settings.default_memory_mb)
         self.registry = Registry(settings.data_dir)
+        self.keys = InvokeKeys(settings.data_dir / "invoke-keys.json")
+        self.grants = NamespaceGrants(settings.data_dir / "namespaces.json")
         self.pool = Pool(settings.memory_budget_mb << 20, settings.idle_timeout_s, settings.max_instances)
         self.scheduler = Scheduler(settings.sandbox_threads, settings.max_queue, spin_us=settings.spin_us)
         self.metrics = Metrics()
@@ -132,7 +135,7 @@ class Worker:
         function = self.registry.get(name)
         limits = function.spec.limits
         arrived = time.perf_counter_ns()
-        context = CallContext(name, function.spec.namespaces, os.urandom(8).hex(), 0, (name,),
+        context = CallContext(name, self.grants.for_function(name), os.urandom(8).hex(), 0, (name,),
                               arrived + (limits.timeout_ms + 50) * 1_000_000, Bill())
         run = _Run(arrived)
         key = (function.name, function.version)
@@ -167,6 +170,8 @@ class Worker:
         """``wasmlambda_guest.invoke`` from inside a running call, on its sandbox
         thread: no HTTP, no queue; the callee's cost goes onto the parent's bill."""
         function = self.registry.get(name)
+        if function.spec.invoke_keys:
+            raise ServiceFailure(f"{name!r} requires an invoke key: only callers from outside, with a key, may call it")
         if name in parent.chain:
             raise ServiceFailure(f"call cycle: {' -> '.join((*parent.chain, name))}")
         if parent.depth + 1 > self.settings.max_call_depth:
@@ -177,7 +182,7 @@ class Worker:
         if remaining_ms <= 0:
             raise ServiceFailure(f"no time left to call {name!r}")
         timeout_ms = min(function.spec.limits.timeout_ms, remaining_ms)
-        context = CallContext(name, function.spec.namespaces, f"{parent.request_id}.{parent.bill.next_id()}",
+        context = CallContext(name, self.grants.for_function(name), f"{parent.request_id}.{parent.bill.next_id()}",
                               parent.depth + 1, (*parent.chain, name), parent.deadline_ns, Bill())
         run = _Run(now)
         key = (function.name, function.version)
@@ -285,6 +290,7 @@ class Worker:
             function = self.registry.remove(name)
             self.pool.drop(name)
             self.logs.forget(name)
+            self.keys.forget(name)
             self.registry.discard(function.directory)
         self.log(f"removed {name!r}")
 
@@ -296,9 +302,15 @@ class Worker:
     def list_functions(self) -> list[dict[str, Any]]:
         return [function.describe() for function in self.registry]
 
-    def stats_json(self) -> dict[str, Any]:
+    def needs_invoke_key(self, name: str) -> bool:
+        return self.registry.get(name).spec.invoke_keys
+
+    def stats_json(self, per_function: bool = True) -> dict[str, Any]:
+        metrics = self.metrics.to_json()
+        if not per_function:
+            del metrics["functions"]
         return {
-            **self.metrics.to_json(),
+            **metrics,
             "deployed": len(self.registry),
             "pool": {"idle_instances": len(self.pool), "idle_bytes": self.pool.idle_bytes,
                      "busy": self.pool.busy, "evictions": self.pool.evictions},

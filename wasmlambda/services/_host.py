@@ -3,7 +3,7 @@
 Theory of operation (in the manner of Spin's factors): each service is
 configured once from the settings, sees every guest request addressed to
 it together with the *call context* (which function is running, which
-state namespaces it was granted), and is closed at shutdown.  The worker
+shared state namespaces the operator granted it), and is closed at shutdown.  The worker
 binds the context for the duration of a guest call on the sandbox thread;
 the sandbox's host-call import hands request bytes to :meth:`Services.dispatch`.
 
@@ -29,7 +29,7 @@ class CallContext(NamedTuple):
     """Who is calling, for the services (a NamedTuple: built on every request's hot path)."""
 
     function: str
-    namespaces: frozenset[str]  # state namespaces granted besides the function's own
+    namespaces: frozenset[str]  # shared state namespaces ("shared:<name>") granted besides its own
     request_id: str = ""
     depth: int = 0  # 0 for a request from outside, +1 per nested invoke
     chain: tuple[str, ...] = ()  # the functions on the call stack, for cycle detection

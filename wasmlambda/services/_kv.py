@@ -1,8 +1,10 @@
 """Key-value state for guests, over SQLite (embedded default) or Redis.
 
-Keys live in namespaces: a function's own name, plus those its
-wasmlambda.toml grants.  Values are bytes; counters are decimal ASCII, as
-Redis keeps them, so both backends agree on every operation.
+Keys live in namespaces: a function's own (its name, private to it), and
+shared ones (``shared:<name>``) that the operator granted to it; a package
+cannot grant itself anything (see kernel/_access.py).  Values are bytes;
+counters are decimal ASCII, as Redis keeps them, so both backends agree on
+every operation.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from ..errors import ConfigError
 from ._host import CallContext, Service, ServiceFailure
 
 MAX_KEY_BYTES = 1024
+_SHARED = "shared:"
 _NOT_A_COUNTER = "the key does not hold an integer counter"
 MAX_VALUE_BYTES = 1 << 20
 
@@ -102,7 +105,9 @@ class SQLiteStore:
 
 
 class RedisStore:
-    """Keys are ``wl:<namespace>:<key>`` (namespaces never contain a colon)."""
+    """Keys are ``wl:<function>:<key>`` and ``wls:<name>:<key>`` for ``shared:<name>``:
+    neither a function's nor a shared name contains a colon, so no two
+    namespaces can spell the same Redis key."""
 
     def __init__(self, url: str) -> None:
         import redis
@@ -112,6 +117,8 @@ class RedisStore:
         self._not_a_counter = redis.ResponseError  # what INCRBY answers for a value that is not one
 
     def _key(self, namespace: str, key: str) -> str:
+        if namespace.startswith(_SHARED):
+            return f"wls:{namespace[len(_SHARED):]}:{key}"
         return f"wl:{namespace}:{key}"
 
     def get(self, namespace: str, key: str) -> bytes | None:
@@ -153,6 +160,16 @@ def open_store(spec: str, data_dir: Path) -> Store:
     raise ConfigError(f"state must be 'sqlite' or a redis:// URL, got {spec!r}")
 
 
+def _refusal(function: str, namespace: object) -> str:
+    if not isinstance(namespace, str):
+        return "namespace must be a string"
+    if namespace.startswith(_SHARED):
+        return (f"shared namespace {namespace!r} is not granted to {function!r} (the worker's operator grants it: "
+                f"wasmlambda namespaces grant {namespace[len(_SHARED):]} {function})")
+    return (f"namespace {namespace!r} is private to the function of that name; share state through a "
+            f"'shared:<name>' namespace the operator grants to {function!r}")
+
+
 def _as_counter(value: bytes | None) -> int:
     if value is None:
         return 0
@@ -171,8 +188,7 @@ class KeyValueService(Service):
     def handle(self, context: CallContext, request: dict[str, Any]) -> Any:
         namespace = request.get("namespace") or context.function
         if namespace != context.function and namespace not in context.namespaces:
-            raise ServiceFailure(f"namespace {namespace!r} is not granted to {context.function!r} "
-                                 "(add it to [state] namespaces in wasmlambda.toml)")
+            raise ServiceFailure(_refusal(context.function, namespace))
         op = request.get("op")
         if op == "keys":
             prefix = request.get("prefix", "")

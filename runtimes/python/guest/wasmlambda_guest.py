@@ -191,8 +191,8 @@ class KeyValue:
 
     Keys are strings; values are bytes (stored as given) or anything JSON can
     encode (stored as JSON; read back with ``get_json``).  Each function has
-    its own namespace; ``namespace=`` reaches another one only if the
-    function's wasmlambda.toml grants it (``[state] namespaces = [...]``).
+    its own, private namespace; ``namespace="shared:<name>"`` reaches a
+    shared one, if the worker's operator granted it to this function.
     """
 
     def get(self, key, namespace=None):
