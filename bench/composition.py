@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.load import start_server, stop_server
+from bench.load import ADMIN_HEADERS, start_server, stop_server
 from guest_sdk import build_bytes
 
 LINK = "from wasmlambda_guest import invoke\n\ndef f(event):\n    return invoke('NEXT', event) + 1\n"
@@ -84,7 +84,8 @@ def deploy(connection: http.client.HTTPConnection, scratch: Path, name: str, sou
     folder = scratch / name
     folder.mkdir()
     (folder / file).write_text(source)
-    connection.request("POST", f"/registry/{name}", build_bytes(folder, progress=lambda _: None, check=False))
+    package = build_bytes(folder, progress=lambda _: None, check=False)
+    connection.request("POST", f"/registry/{name}", package, headers=ADMIN_HEADERS)
     response = connection.getresponse()
     if response.status != 201:
         raise RuntimeError(f"deploying {name}: {response.read()!r}")

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.load import start_server, stop_server
+from bench.load import ADMIN_HEADERS, start_server, stop_server
 from guest_sdk import pack
 
 HANDLERS = {
@@ -42,7 +42,7 @@ def main() -> int:
                 code.mkdir()
                 (code / "f.py").write_text(source)
                 (code / "wasmlambda.toml").write_text(f"[limits]\ntimeout_ms = {args.timeout_ms}\n")
-                connection.request("POST", f"/registry/{name}", pack(code))
+                connection.request("POST", f"/registry/{name}", pack(code), headers=ADMIN_HEADERS)
                 deployed = connection.getresponse()
                 if deployed.status != 201:
                     raise RuntimeError(f"deploying {name} failed: {deployed.read()!r}")

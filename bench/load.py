@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import re
+import secrets
 import selectors
 import shutil
 import socket
@@ -34,13 +35,16 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+# The workers' admin token (deploying through /registry needs it).
+ADMIN_TOKEN = secrets.token_urlsafe(24)
+ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 BODY = b'{"name": "alice"}'
 EXPECTED = b'{"hello": "alice"}'
 
 
 def start_server(command: list[str], env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], int]:
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO,
-                               env={**os.environ, **(env or {})})
+                               env={**os.environ, "WASMLAMBDA_ADMIN_TOKEN": ADMIN_TOKEN, **(env or {})})
     assert process.stdout is not None
     for line in process.stdout:
         if "listening on http://" in line:
