@@ -6,6 +6,7 @@ from .config import Settings, load_settings
 from .errors import (
     BadRequest,
     CapacityExceeded,
+    ClientGone,
     ConfigError,
     DeadlineExceeded,
     DeployError,
@@ -25,6 +26,7 @@ from .errors import (
 __all__ = [
     "BadRequest",
     "CapacityExceeded",
+    "ClientGone",
     "ConfigError",
     "DeadlineExceeded",
     "DeployError",

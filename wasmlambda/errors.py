@@ -82,6 +82,12 @@ class MemoryLimitExceeded(InvocationError):
     status = 507
 
 
+class ClientGone(WasmLambdaError):
+    """The caller closed its connection before its call started; nothing ran (nobody reads the answer)."""
+
+    status = 499
+
+
 class CapacityExceeded(WasmLambdaError):
     """Too much queued work; the client should retry after ``retry_after`` seconds."""
 

@@ -101,7 +101,7 @@ class Api:
         target = f"{request.path}?{request.query}" if request.query else request.path
         head = b"%s %s\r\n%s" % (request.method.encode(), target.encode(),
                                   b"".join(b"%s: %s\r\n" % pair for pair in request.headers))
-        invocation = await self.worker.invoke(name, request.body, head)
+        invocation = await self.worker.invoke(name, request.body, head, request.caller_gone)
         return run_response(invocation, with_logs=_flag(request, "logs"))
 
     async def _logs(self, request: Request, args: list[str]) -> Response:

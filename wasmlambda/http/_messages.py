@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 JSON_TYPE = (b"content-type", b"application/json")
@@ -17,6 +18,8 @@ class Request:
     query: str
     headers: list[tuple[bytes, bytes]]
     body: bytes
+    # Returns once the client has closed its connection (the server's watch; None: not watched).
+    caller_gone: Callable[[], Awaitable[None]] | None = None
 
 
 @dataclasses.dataclass

@@ -15,6 +15,7 @@ read; an idle keep-alive connection is closed after ``KEEPALIVE_TIMEOUT_S``.
 from __future__ import annotations
 
 import contextlib
+import socket
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
@@ -72,8 +73,22 @@ async def _serve_connection(api: Api, loop: Callable[[Api, trio.SocketStream], A
         api.worker.log("connection handler failed:\n" + traceback.format_exc())
 
 
+async def _peer_gone(sock: trio.socket.SocketType) -> None:
+    """Returns once the client has closed the connection (or reset it).
+
+    Only waited on while the connection's request sits in the queue (the
+    connection task is then not reading): bytes the client pipelines
+    meanwhile are peeked at, not consumed, and mean it is still there."""
+    try:
+        if await sock.recv(1, socket.MSG_PEEK):
+            await trio.sleep_forever()
+    except OSError:
+        pass
+
+
 async def _fast_loop(api: Api, stream: trio.SocketStream) -> None:
     parser = RequestParser(api.body_limit)
+    caller_gone = partial(_peer_gone, stream.socket)
     while True:
         try:
             parsed = parser.next()
@@ -93,7 +108,8 @@ async def _fast_loop(api: Api, stream: trio.SocketStream) -> None:
             return
         assert isinstance(parsed, ParsedRequest)
         path, _, query = parsed.target.decode("ascii").partition("?")
-        response = await api.handle(Request(parsed.method.decode("ascii"), path, query, parsed.headers, parsed.body))
+        response = await api.handle(Request(parsed.method.decode("ascii"), path, query, parsed.headers, parsed.body,
+                                            caller_gone))
         await stream.send_all(serialize_response(response.status, response.headers, response.body, parsed.keep_alive))
         if not parsed.keep_alive:
             return
@@ -156,7 +172,8 @@ async def _receive_request(api: Api, stream: trio.SocketStream, connection: h11.
         elif isinstance(event, h11.EndOfMessage):
             assert head is not None
             path, _, query = head.target.decode("ascii", "replace").partition("?")
-            return Request(head.method.decode("ascii"), path, query, list(head.headers), bytes(body))
+            return Request(head.method.decode("ascii"), path, query, list(head.headers), bytes(body),
+                           partial(_peer_gone, stream.socket))
         elif isinstance(event, h11.ConnectionClosed):
             return None
 

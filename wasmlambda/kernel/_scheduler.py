@@ -34,8 +34,9 @@ import collections
 import os
 import queue
 import threading
+import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
 import outcome
@@ -66,16 +67,27 @@ def _loop_epoll_fd() -> int:
     return fd if isinstance(fd, int) else -1
 
 
+class CallerGone(Exception):
+    """The caller left (its connection closed) while its call was still queued: it never ran."""
+
+
+_QUEUED, _STARTED, _WITHDRAWN = range(3)
+
+
 class _Job(Generic[T]):
-    __slots__ = ("completion", "function", "on_abandoned", "result", "task")
+    __slots__ = ("completion", "deadline_ns", "function", "on_abandoned", "result", "state", "task", "watch")
 
     def __init__(self, function: Callable[[], T], task: trio.lowlevel.Task,
-                 on_abandoned: Callable[[], None] | None) -> None:
+                 on_abandoned: Callable[[], None] | None, deadline_ns: int) -> None:
         self.function = function
         self.task: trio.lowlevel.Task | None = task  # None once abandoned
         self.result: outcome.Outcome[T] | None = None
         self.completion = _implementation.Completion()
         self.on_abandoned = on_abandoned
+        self.deadline_ns = deadline_ns  # past it, a job that has not started never will
+        # _QUEUED -> _STARTED (a thread took it) or _WITHDRAWN (never to run), under Scheduler._claim.
+        self.state = _QUEUED
+        self.watch: trio.CancelScope | None = None  # the watch on a parked caller's connection
 
 
 class Scheduler:
@@ -84,6 +96,9 @@ class Scheduler:
         self.max_queue = max_queue
         self.grace_s = grace_s
         self.running = 0  # submitted and not yet answered (queued + executing)
+        self.busy_threads = 0  # threads running a job, abandoned ones included
+        self._queued = 0  # jobs waiting for a thread (withdrawn ones leave at once)
+        self._claim = threading.Lock()  # a job's state moves out of _QUEUED once
         self._jobs: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
         self._done: collections.deque[_Job[Any]] = collections.deque()
         self._wake_read, self._wake_write = os.pipe()
@@ -102,17 +117,25 @@ class Scheduler:
 
     @property
     def waiting(self) -> int:
-        return self._jobs.qsize()
+        return self._queued
 
     async def run(self, function: Callable[[], T], timeout_ms: int,
-                  on_abandoned: Callable[[], None] | None = None) -> T:
+                  on_abandoned: Callable[[], None] | None = None,
+                  caller_gone: Callable[[], Awaitable[None]] | None = None) -> T:
         """``function()`` on a sandbox thread.  If it is abandoned (DeadlineExceeded
-        here), ``on_abandoned`` runs on the event loop once it has ended after all."""
-        if self.waiting >= self.max_queue:
-            raise CapacityExceeded(f"{self.waiting} calls are already queued", retry_after=1)
+        here), ``on_abandoned`` runs on the event loop once it has ended after all.
+
+        A job that has not started by its deadline, or whose caller is gone
+        (``caller_gone()`` returned) or cancelled, is withdrawn: it never runs.
+        """
+        if self._queued >= self.max_queue:
+            raise CapacityExceeded(f"{self._queued} calls are already queued", retry_after=1)
         self._start()
-        job = _Job(function, trio.lowlevel.current_task(), on_abandoned)
+        timeout_s = timeout_ms / 1000 + self.grace_s
+        job = _Job(function, trio.lowlevel.current_task(), on_abandoned,
+                   time.perf_counter_ns() + int(timeout_s * 1e9))
         self.running += 1
+        self._queued += 1
         try:
             self._jobs.put(job)
             self._doorbell.ring()
@@ -123,17 +146,45 @@ class Scheduler:
             if finished or not job.completion.park():
                 assert job.result is not None  # finished while we spun: no wake-up to wait for
                 return job.result.unwrap()
-            with trio.move_on_after(timeout_ms / 1000 + self.grace_s):
+            if caller_gone is not None and job.state == _QUEUED:
+                job.watch = trio.CancelScope()
+                trio.lowlevel.spawn_system_task(self._withdraw_when_gone, job, caller_gone)
+            try:
+                with trio.move_on_after(timeout_s):
 
-                def abandon(_: Any) -> trio.lowlevel.Abort:
-                    job.task = None
-                    return trio.lowlevel.Abort.SUCCEEDED
+                    def abandon(_: Any) -> trio.lowlevel.Abort:
+                        if not self._withdraw(job):
+                            job.task = None  # running: it ends on its own, its result is dropped
+                        return trio.lowlevel.Abort.SUCCEEDED
 
-                result: outcome.Outcome[T] = await trio.lowlevel.wait_task_rescheduled(abandon)
-                return result.unwrap()
+                    result: outcome.Outcome[T] = await trio.lowlevel.wait_task_rescheduled(abandon)
+                    return result.unwrap()
+            finally:
+                if job.watch is not None:
+                    job.watch.cancel()
         finally:
             self.running -= 1
         raise DeadlineExceeded(f"the function exceeded its timeout of {timeout_ms} ms")
+
+    def _withdraw(self, job: _Job[Any]) -> bool:
+        """Take a job that has not started out of the queue for good; False if a thread has it."""
+        with self._claim:
+            if job.state != _QUEUED:
+                return job.state == _WITHDRAWN
+            job.state = _WITHDRAWN
+            self._queued -= 1
+            return True
+
+    async def _withdraw_when_gone(self, job: _Job[Any], caller_gone: Callable[[], Awaitable[None]]) -> None:
+        assert job.watch is not None
+        with job.watch:
+            try:
+                await caller_gone()
+            except Exception:  # a system task must not fail; a broken watch just stops watching
+                return
+            if job.task is not None and self._withdraw(job):
+                task, job.task = job.task, None
+                trio.lowlevel.reschedule(task, outcome.Error(CallerGone("the caller left before its call started")))
 
     def _start(self) -> None:
         token = trio.lowlevel.current_trio_token()
@@ -151,7 +202,19 @@ class Scheduler:
 
     def _work(self) -> None:
         while (job := self._next_job()) is not None:
-            job.result = outcome.capture(job.function)
+            with self._claim:
+                if job.state == _WITHDRAWN:
+                    continue  # its caller already had its answer: never start it
+                job.state = _STARTED
+                self._queued -= 1
+                expired = time.perf_counter_ns() > job.deadline_ns
+                self.busy_threads += not expired
+            if expired:  # its caller is about to get 504: not worth starting
+                job.result = outcome.Error(DeadlineExceeded("the call waited in the queue past its deadline"))
+            else:
+                job.result = outcome.capture(job.function)
+                with self._claim:
+                    self.busy_threads -= 1
             if job.completion.finish():  # the waiter stopped spinning and parked: wake it
                 self._done.append(job)
                 if not self._wake_pending:

@@ -12,13 +12,13 @@ import hashlib
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
 
 from ..config import Settings
-from ..errors import DeadlineExceeded, DeployError, PayloadTooLarge, WasmLambdaError
+from ..errors import ClientGone, DeadlineExceeded, DeployError, PayloadTooLarge, WasmLambdaError
 from ..sandbox import Instance, Runtime
 from ..services import CallContext, ServiceFailure, Services
 from ._access import InvokeKeys, NamespaceGrants
@@ -30,7 +30,7 @@ from ._metrics import Metrics
 from ._package import NATIVE_FILE, Limits, check_name, extract, kind_of, read_spec
 from ._pool import Pool
 from ._registry import COMPILED, Function, Registry
-from ._scheduler import Scheduler
+from ._scheduler import CallerGone, Scheduler
 
 # Unpacked packages may be this many times the size of the archive limit.
 _UNPACK_RATIO = 4
@@ -39,14 +39,13 @@ _UNPACK_RATIO = 4
 class _Run:
     """What one guest call did, measured on the thread that ran it (perf_counter_ns stamps)."""
 
-    __slots__ = ("arrived", "begun", "cold", "finished", "fuel", "instance", "peak_memory", "response_settings",
-                 "restored")
+    __slots__ = ("arrived", "begun", "cold", "finished", "fuel", "peak_memory", "response_settings", "restored",
+                 "started")
 
     def __init__(self, arrived: int) -> None:
         self.arrived = self.begun = self.restored = self.finished = arrived
-        self.cold = False
+        self.started = self.cold = False
         self.peak_memory = self.fuel = 0
-        self.instance: Instance | None = None
         self.response_settings: dict[str, Any] | None = None
 
 
@@ -128,18 +127,19 @@ class Worker:
 
     # -- invoking ---------------------------------------------------------
 
-    async def invoke(self, name: str, event: bytes, head: bytes = b"") -> Invocation:
+    async def invoke(self, name: str, event: bytes, head: bytes = b"",
+                     caller_gone: Callable[[], Awaitable[None]] | None = None) -> Invocation:
         """A request from outside: queued for a sandbox thread, billed, logged.
 
-        ``head`` is the HTTP request head, for the handler's context."""
+        ``head`` is the HTTP request head, for the handler's context;
+        ``caller_gone()`` returns once the caller has left (a call still
+        queued then never runs)."""
         function = self.registry.get(name)
         limits = function.spec.limits
         arrived = time.perf_counter_ns()
         context = CallContext(name, self.grants.for_function(name), os.urandom(8).hex(), 0, (name,),
                               arrived + (limits.timeout_ms + 50) * 1_000_000, Bill())
         run = _Run(arrived)
-        key = (function.name, function.version)
-        instance = self.pool.acquire(key)
         result: bytes | None = None
         error: WasmLambdaError | None = None
         answered: list[Usage] = []  # the row written when the caller got its answer
@@ -152,15 +152,18 @@ class Worker:
 
         try:
             result, logs = await self.scheduler.run(
-                lambda: self._run_guest(function, instance, event, context, run, head=head), limits.timeout_ms,
-                bill_late_calls)
+                lambda: self._run_guest(function, event, context, run, head=head), limits.timeout_ms,
+                bill_late_calls, caller_gone)
         except DeadlineExceeded as exc:
-            # Abandoned: the thread still owns the instance and frees it when done.
-            error, logs, run.instance = exc, exc.logs, None
-            run.finished = time.perf_counter_ns()
+            error, logs = exc, exc.logs
+            if run.finished < run.begun:  # abandoned mid-call: billed up to now
+                run.finished = time.perf_counter_ns()
         except WasmLambdaError as exc:
             error, logs = exc, exc.logs
-        self.pool.release(key, run.instance, function.spec.isolation == "warm")
+        except CallerGone:
+            error, logs = ClientGone("the caller left before its call started"), ""
+        if not run.started:  # withdrawn from the queue: it waited, nothing ran
+            run.begun = run.restored = run.finished = time.perf_counter_ns()
         usage, cost = self._account(function, context, run, event, result, error, logs)
         answered.append(usage)  # before any await: the scheduler calls back only after one
         return Invocation(usage, microseconds(arrived, time.perf_counter_ns()), cost, result, error, logs,
@@ -185,57 +188,62 @@ class Worker:
         context = CallContext(name, self.grants.for_function(name), f"{parent.request_id}.{parent.bill.next_id()}",
                               parent.depth + 1, (*parent.chain, name), parent.deadline_ns, Bill())
         run = _Run(now)
-        key = (function.name, function.version)
-        instance = self.pool.acquire(key)
         result: bytes | None = None
         error: WasmLambdaError | None = None
         try:
-            result, logs = self._run_guest(function, instance, event, context, run, timeout_ms)
+            result, logs = self._run_guest(function, event, context, run, timeout_ms)
         except WasmLambdaError as exc:
             error, logs = exc, exc.logs
-        finally:
-            self.pool.release(key, run.instance, function.spec.isolation == "warm")
         self._account(function, context, run, event, result, error, logs, parent.bill)
         if error is not None:
             raise ServiceFailure(f"{name}: {type(error).__name__}: {error}")
         assert result is not None
         return result
 
-    def _run_guest(self, function: Function, instance: Instance | None, event: bytes, context: CallContext,
-                   run: _Run, timeout_ms: int | None = None, head: bytes = b"") -> tuple[bytes, str]:
-        """One guest call on the current (sandbox) thread, measured into ``run``."""
+    def _run_guest(self, function: Function, event: bytes, context: CallContext, run: _Run,
+                   timeout_ms: int | None = None, head: bytes = b"") -> tuple[bytes, str]:
+        """One guest call on the current (sandbox) thread, measured into ``run``:
+        take a warm instance (or start one), call it, give it back.  The lease
+        begins and ends on this thread, so a call the loop abandoned still
+        returns (or closes) its own instance."""
+        key = (function.name, function.version)
+        run.started = True
         run.begun = run.restored = time.perf_counter_ns()
-        if instance is None:
-            run.cold = True
-            instance = self._cold_start(function)
-            run.restored = time.perf_counter_ns()
-        run.instance = instance
-        caller = self.services.bind(context)  # a nested call's caller, or None
+        instance = self.pool.acquire(key)
         try:
-            result = instance.invoke(event, timeout_ms or function.spec.limits.timeout_ms, context.request_id, head)
-            run.response_settings = instance.response_settings
-            return result
+            if instance is None:
+                run.cold = True
+                instance = self._cold_start(function)
+                run.restored = time.perf_counter_ns()
+            caller = self.services.bind(context)  # a nested call's caller, or None
+            try:
+                result = instance.invoke(event, timeout_ms or function.spec.limits.timeout_ms, context.request_id,
+                                         head)
+                run.response_settings = instance.response_settings
+                return result
+            finally:
+                self.services.bind(caller)
+                run.finished = time.perf_counter_ns()
+                if self.ledger is not None:
+                    run.peak_memory, run.fuel = instance.memory_size(), instance.fuel_used
         finally:
-            self.services.bind(caller)
-            run.finished = time.perf_counter_ns()
-            if self.ledger is not None:
-                run.peak_memory, run.fuel = instance.memory_size(), instance.fuel_used
-            if instance.dead or function.spec.isolation != "warm":
-                # Closing resets the pooled memory slot (~0.2 ms): do it
-                # here, on the worker thread, not on the event loop.
-                instance.close()
-                run.instance = None
+            # Dead and fresh-isolation instances are closed here, on this thread:
+            # closing resets the pooled memory slot (~0.2 ms), not loop work.
+            self.pool.release(key, instance, function.spec.isolation == "warm")
 
     def _account(self, function: Function, context: CallContext, run: _Run, event: bytes, result: bytes | None,
                  error: WasmLambdaError | None, logs: str, parent: Bill | None = None) -> tuple[Usage, int | None]:
         """Meter one call. A nested call's cost (with its own callees') goes onto
-        its parent's bill; a request's ledger row and cost include its callees."""
+        its parent's bill; a request's ledger row and cost include its callees.
+        A call that never started costs nothing and has no ledger row."""
         usage = Usage(context.request_id, function.name, time.time(), 200 if error is None else error.status,
                       run.cold, microseconds(run.arrived, run.begun), microseconds(run.begun, run.restored),
                       microseconds(run.restored, run.finished), function.spec.limits.memory_mb, run.peak_memory,
                       run.fuel, len(event), len(result) if result is not None else 0)
         own = cost = None
-        if self.ledger is not None:
+        if self.ledger is not None and not run.started:
+            cost = 0
+        elif self.ledger is not None:
             quote = self.prices.quote(usage)
             own = quote[0]
             if parent is not None:
