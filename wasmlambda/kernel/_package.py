@@ -25,14 +25,19 @@ hello/``) is accepted as if that folder were the root.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gzip
 import io
+import os
 import re
+import shutil
 import tarfile
 import tomllib
 import zlib
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal, get_args
+from typing import IO, Any, Literal, get_args
 
 from ..config import check_memory_mb
 from ..errors import ConfigError, DeployError
@@ -40,7 +45,9 @@ from ..errors import ConfigError, DeployError
 HANDLER_FILE = "f.py"
 NATIVE_FILE = "f.wasm"
 MANIFEST_FILE = "wasmlambda.toml"
-MAX_FILES = 10_000
+MAX_ENTRIES = 10_000  # files and folders
+MAX_PATH_BYTES = 1024
+MAX_NAME_BYTES = 255
 MAX_TIMEOUT_MS = 15 * 60 * 1000
 Isolation = Literal["warm", "fresh"]
 ISOLATION_MODES: tuple[Isolation, ...] = get_args(Isolation)
@@ -84,23 +91,44 @@ def check_name(name: str) -> str:
 
 
 def extract(archive: bytes, destination: Path, max_unpacked_bytes: int) -> None:
-    """Unpack a tar.gz into ``destination`` (which must not exist yet)."""
+    """Unpack a tar.gz into ``destination`` (which must not exist yet).
+
+    The archive is read as a stream, one member at a time, and trusted in
+    nothing: decompression stops as soon as more bytes come out than the
+    files may hold (a gzip bomb costs at most ``max_unpacked_bytes``); each
+    member's declared size is checked before it is read; files and
+    directories both count against ``MAX_ENTRIES``; a path that is unsafe,
+    too long or clashes with another member is a DeployError naming it.
+    """
+    staging = destination.parent / f".{destination.name}.unpacking"
+    staging.mkdir(parents=True)
+    stream = _CappedGzip(archive, max_unpacked_bytes + MAX_ENTRIES * _TAR_OVERHEAD_PER_ENTRY)
+    entries = total = 0
     try:
-        tar = tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz")  # noqa: SIM115 (closed below)
-        members = tar.getmembers()
-    except (tarfile.TarError, zlib.error, EOFError, OSError) as exc:
-        raise DeployError(f"the package is not a valid tar.gz archive ({exc})") from None
-    with tar:
-        files = _checked_members(members, max_unpacked_bytes)
-        prefix = _common_folder(list(files))
-        destination.mkdir(parents=True)
-        for relative, member in files.items():
-            target = destination / PurePosixPath(*relative.parts[len(prefix.parts):])
-            target.parent.mkdir(parents=True, exist_ok=True)
-            source = tar.extractfile(member)
-            if source is None:
-                raise DeployError(f"cannot read {member.name!r} from the package")
-            target.write_bytes(source.read())
+        with tarfile.open(fileobj=stream, mode="r|") as tar:
+            for member in tar:
+                entries += 1
+                if entries > MAX_ENTRIES:
+                    raise DeployError(f"the package has more than {MAX_ENTRIES} files and folders")
+                relative = _checked_path(member.name)
+                if member.isdir() or not relative.parts:
+                    with _unpacking(member.name):
+                        (staging / relative).mkdir(parents=True, exist_ok=True)
+                    continue
+                if not member.isfile():
+                    raise DeployError(f"{member.name!r} is not a regular file (links and devices are not allowed)")
+                total += member.size
+                if total > max_unpacked_bytes:
+                    raise DeployError(f"the package unpacks to more than {max_unpacked_bytes >> 20} MB")
+                source = tar.extractfile(member)
+                if source is None:
+                    raise DeployError(f"cannot read {member.name!r} from the package")
+                with _unpacking(member.name):
+                    _copy(source, staging / relative)
+    except (tarfile.TarError, zlib.error, EOFError, gzip.BadGzipFile) as exc:
+        raise DeployError(f"the package is not a valid tar.gz archive ({exc or type(exc).__name__})") from None
+    os.replace(_package_root(staging), destination)
+    shutil.rmtree(staging, ignore_errors=True)
     if not (destination / HANDLER_FILE).is_file() and not (destination / NATIVE_FILE).is_file():
         raise DeployError(f"the package has no {HANDLER_FILE} (defining f(event)) or {NATIVE_FILE} at its top level")
 
@@ -110,34 +138,69 @@ def kind_of(code_dir: Path) -> str:
     return "python" if (code_dir / HANDLER_FILE).is_file() else "wasm"
 
 
-def _checked_members(members: list[tarfile.TarInfo], max_unpacked_bytes: int) -> dict[PurePosixPath, tarfile.TarInfo]:
-    files: dict[PurePosixPath, tarfile.TarInfo] = {}
-    total = 0
-    for member in members:
-        path = PurePosixPath(member.name)
-        if path.is_absolute() or ".." in path.parts:
-            raise DeployError(f"unsafe path in package: {member.name!r}")
-        if member.isdir():
-            continue
-        if not member.isfile():
-            raise DeployError(f"{member.name!r} is not a regular file (links and devices are not allowed)")
-        total += member.size
-        if total > max_unpacked_bytes:
-            raise DeployError(f"the package unpacks to more than {max_unpacked_bytes >> 20} MB")
-        files[PurePosixPath(*[part for part in path.parts if part != "."])] = member
-    if len(files) > MAX_FILES:
-        raise DeployError(f"the package has {len(files)} files; at most {MAX_FILES} are allowed")
-    return files
+# Tar headers and padding around a file: two 512-byte blocks at most (more
+# with long-name or pax records, which a package has little use for).
+_TAR_OVERHEAD_PER_ENTRY = 2048
+_CHUNK = 1 << 16
 
 
-def _common_folder(paths: list[PurePosixPath]) -> PurePosixPath:
-    """The single top-level folder everything sits in, if f.py is not at the root."""
-    if PurePosixPath(HANDLER_FILE) in paths or PurePosixPath(NATIVE_FILE) in paths or not paths:
-        return PurePosixPath()
-    tops = {path.parts[0] for path in paths}
-    if len(tops) == 1 and all(len(path.parts) > 1 for path in paths):
-        return PurePosixPath(tops.pop())
-    return PurePosixPath()
+class _CappedGzip(io.RawIOBase):
+    """The archive's decompressed bytes, refusing to produce more than ``cap``."""
+
+    def __init__(self, archive: bytes, cap: int) -> None:
+        self._gzip = gzip.GzipFile(fileobj=io.BytesIO(archive))
+        self._cap = cap
+        self._produced = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        room = self._cap - self._produced + 1  # one byte over says "too much"
+        data = self._gzip.read(room if size < 0 else min(size, room))
+        self._produced += len(data)
+        if self._produced > self._cap:
+            raise DeployError(f"the package decompresses to more than {self._cap >> 20} MB")
+        return data
+
+
+def _checked_path(name: str) -> PurePosixPath:
+    path = PurePosixPath(name)
+    if path.is_absolute() or ".." in path.parts or "\0" in name:
+        raise DeployError(f"unsafe path in package: {name!r}")
+    if len(name.encode()) > MAX_PATH_BYTES or any(len(part.encode()) > MAX_NAME_BYTES for part in path.parts):
+        raise DeployError(f"path too long in package: {name[:80]!r}... (at most {MAX_PATH_BYTES} bytes, "
+                          f"{MAX_NAME_BYTES} per name)")
+    return PurePosixPath(*[part for part in path.parts if part != "."])
+
+
+@contextlib.contextmanager
+def _unpacking(name: str) -> Iterator[None]:
+    """One member's file-system step; a clash (``a`` and ``a/b``) is the package's fault."""
+    try:
+        yield
+    except gzip.BadGzipFile:
+        raise  # the archive's fault, reported as such by extract
+    except OSError as exc:
+        raise DeployError(f"cannot unpack {name!r}: {exc.strerror or exc} "
+                          "(does another entry use the same path as a file and a folder?)") from None
+
+
+def _copy(source: IO[bytes], target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("xb") as file:
+        while chunk := source.read(_CHUNK):
+            file.write(chunk)
+
+
+def _package_root(unpacked: Path) -> Path:
+    """``unpacked``, or the single top-level folder everything sits in when f.py is not at the top."""
+    if (unpacked / HANDLER_FILE).exists() or (unpacked / NATIVE_FILE).exists():
+        return unpacked
+    tops = list(unpacked.iterdir())
+    if len(tops) == 1 and tops[0].is_dir():
+        return tops[0]
+    return unpacked
 
 
 def read_spec(code_dir: Path, default: Limits, max_memory_mb: int) -> FunctionSpec:
