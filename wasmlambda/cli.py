@@ -109,7 +109,7 @@ def _serve(args: argparse.Namespace) -> int:
 async def _serve_async(settings: Settings, runtime: Any, services: Any, deploy_dirs: list[Path]) -> None:
     from guest_sdk import BuildError, build_bytes
 
-    from .http import Api, bound_address, open_listeners, serve
+    from .http import Api, ServerLimits, bound_address, open_listeners, serve
     from .kernel import Worker
 
     listeners = await open_listeners(settings.host, settings.port)
@@ -136,7 +136,9 @@ async def _serve_async(settings: Settings, runtime: Any, services: Any, deploy_d
                 if worker.ledger is not None:
                     nursery.start_soon(worker.ledger.run)
                 nursery.start_soon(_cancel_on_signal, signals, nursery.cancel_scope)
-                nursery.start_soon(serve, Api(worker, admin_token), listeners, settings.http)
+                limits = ServerLimits(settings.keepalive_timeout_s, settings.request_timeout_s,
+                                      settings.max_connections, settings.max_buffered_request_mb << 20)
+                nursery.start_soon(serve, Api(worker, admin_token), listeners, settings.http, limits)
     finally:
         worker.close()
     log("stopped")

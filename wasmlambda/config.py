@@ -54,6 +54,14 @@ class Settings:
     spin_us: int = 300
     # Requests that may wait for a thread before new ones get 503.
     max_queue: int = 1024
+    # What a client may hold: an idle keep-alive connection is closed after
+    # keepalive_timeout_s; a request must arrive whole within request_timeout_s
+    # of its first byte (else 408); past max_connections, or max_buffered_request_mb
+    # of request bytes being received over all connections, new ones get 503.
+    keepalive_timeout_s: int = 60
+    request_timeout_s: int = 60
+    max_connections: int = 4096
+    max_buffered_request_mb: int = 512
     max_event_bytes: int = 6 * 1024 * 1024
     max_package_bytes: int = 64 * 1024 * 1024
     # Billing. Money is an integer number of pico-dollars (p$, 1e-12 USD):
@@ -85,7 +93,8 @@ class Settings:
             raise ConfigError(f"http must be fast or h11, got {self.http!r}")
         for name in ("default_timeout_ms", "idle_timeout_s", "max_instances", "sandbox_threads",
                      "max_event_bytes", "max_package_bytes", "memory_budget_mb", "ledger_flush_ms",
-                     "max_call_depth", "max_fan_out"):
+                     "max_call_depth", "max_fan_out", "keepalive_timeout_s", "request_timeout_s", "max_connections",
+                     "max_buffered_request_mb"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if not 0 <= self.spin_us <= MAX_SPIN_US:

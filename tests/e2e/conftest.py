@@ -39,8 +39,10 @@ class Reply:
 class WorkerProcess:
     """``wasmlambda serve`` as a subprocess; restartable on the same data dir."""
 
-    def __init__(self, data_dir: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, data_dir: Path, log_path: Path, env: dict[str, str] | None = None,
+                 max_open_files: int | None = None) -> None:
         self.data_dir = data_dir
+        self.max_open_files = max_open_files  # RLIMIT_NOFILE for the worker, to run it out of descriptors
         self.log_path = log_path
         self.env = {**os.environ, **(env or {})}
         self.process: subprocess.Popen[str] | None = None
@@ -51,7 +53,8 @@ class WorkerProcess:
     def start(self, *args: str) -> None:
         command = [sys.executable, "-m", "wasmlambda", "serve", "--port", "0", "--data-dir", str(self.data_dir), *args]
         with self.log_path.open("a") as log:
-            self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True, env=self.env)
+            self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True, env=self.env,
+                                            preexec_fn=self._limit_open_files if self.max_open_files else None)
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         assert self.process.stdout is not None
         while time.monotonic() < deadline:
@@ -63,6 +66,12 @@ class WorkerProcess:
                 self.admin_token = admin_token.read(self.data_dir) or ""
                 return
         raise RuntimeError(f"worker did not start in {STARTUP_TIMEOUT_S} s")
+
+    def _limit_open_files(self) -> None:
+        import resource
+
+        assert self.max_open_files is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.max_open_files, self.max_open_files))
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         assert self.process is not None

@@ -9,17 +9,29 @@ grammar it answers FALLBACK, and the connection's buffered bytes go to an
 ``h11.Connection``, which serves the rest of that connection; with
 ``protocol="h11"`` every connection starts there.  A protocol error gets a
 400 and the connection closes; an oversized body gets a 413 before it is
-read; an idle keep-alive connection is closed after ``KEEPALIVE_TIMEOUT_S``.
+read.
+
+Nothing a client sends may wedge the server (``ServerLimits``): an idle
+keep-alive connection is closed after ``keepalive_timeout_s``; a request
+must arrive whole (head and body) within ``request_timeout_s`` of its first
+byte, or it gets 408 and the connection closes (a client trickling a byte a
+second holds nothing for long); past ``max_connections`` open connections a
+new one gets 503 with Retry-After and is closed; the bytes of requests being
+received, over all connections, are capped (``max_buffered_bytes``, 503).
+The accept loop backs off when the process runs out of file descriptors
+and says so once a minute, not once per attempt.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import socket
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from http import HTTPStatus
+from typing import NamedTuple
 
 import h11
 import trio
@@ -29,7 +41,6 @@ from ._api import Api
 from ._messages import Request, Response
 from ._parser import FALLBACK, ParsedRequest, ParseError, RequestParser, serialize_response
 
-KEEPALIVE_TIMEOUT_S = 60
 READ_SIZE = 65536
 SERVER_HEADER = (b"server", b"wasmlambda")
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
@@ -56,21 +67,114 @@ def bound_address(listeners: list[trio.SocketListener]) -> tuple[str, int]:
     return host, port
 
 
-async def serve(api: Api, listeners: list[trio.SocketListener], protocol: str = "fast") -> None:
+class ServerLimits(NamedTuple):
+    """What the server allows clients (the worker's settings of the same names)."""
+
+    keepalive_timeout_s: float = 60
+    request_timeout_s: float = 60
+    max_connections: int = 4096
+    max_buffered_bytes: int = 512 << 20
+
+
+class _Gate:
+    """What all connections hold together: their number and the request bytes they buffer."""
+
+    __slots__ = ("buffered", "connections", "limits")
+
+    def __init__(self, limits: ServerLimits) -> None:
+        self.limits = limits
+        self.connections = 0
+        self.buffered = 0
+
+    def take(self, count: int) -> None:
+        """Account for ``count`` more received bytes; _Reject (503) past the cap."""
+        self.buffered += count
+        if self.buffered > self.limits.max_buffered_bytes:
+            raise _Reject(503, "the worker is receiving too many request bytes at once; retry shortly")
+
+
+class _Holding:
+    """The bytes one connection has received for requests not yet answered, counted in the gate."""
+
+    __slots__ = ("count", "gate")
+
+    def __init__(self, gate: _Gate) -> None:
+        self.gate = gate
+        self.count = 0
+
+    def add(self, count: int) -> None:
+        self.count += count
+        self.gate.take(count)
+
+    def release(self, keep: int = 0) -> None:
+        """Let go of all but ``keep`` bytes (pipelined ones, already received)."""
+        self.gate.buffered -= self.count - keep
+        self.count = keep
+
+
+_ACCEPT_CAPACITY_ERRORS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
+_ACCEPT_REPORT_EVERY_S = 60
+_OVERLOADED = serialize_response(503, [(b"retry-after", b"1"), (b"content-type", b"application/json")],
+                                 b'{"error":{"type":"CapacityExceeded","message":"too many open connections"}}\n',
+                                 False)
+
+
+async def serve(api: Api, listeners: list[trio.SocketListener], protocol: str = "fast",
+                limits: ServerLimits | None = None) -> None:
     loop = _fast_loop if protocol == "fast" else _h11_loop
-    await trio.serve_listeners(partial(_serve_connection, api, loop), listeners)
+    gate = _Gate(limits or ServerLimits())
+    async with trio.open_nursery() as nursery:
+        for listener in listeners:
+            nursery.start_soon(_accept, listener, nursery, partial(_serve_connection, api, loop, gate), gate,
+                               api.worker.log)
 
 
-async def _serve_connection(api: Api, loop: Callable[[Api, trio.SocketStream], Awaitable[None]],
-                            stream: trio.SocketStream) -> None:
+async def _accept(listener: trio.SocketListener, nursery: trio.Nursery,
+                  handler: Callable[[trio.SocketStream], Awaitable[None]], gate: _Gate,
+                  log: Callable[[str], None]) -> None:
+    backoff = 0.0
+    reported = -float("inf")
+    while True:
+        try:
+            stream = await listener.accept()
+        except OSError as exc:
+            if exc.errno not in _ACCEPT_CAPACITY_ERRORS:
+                raise
+            # Out of descriptors (or memory): wait for connections to close
+            # instead of spinning, and say so once a minute, not every time.
+            if trio.current_time() - reported >= _ACCEPT_REPORT_EVERY_S:
+                reported = trio.current_time()
+                log(f"cannot accept connections: {exc.strerror}; {gate.connections} open, backing off")
+            backoff = min(1.0, backoff * 2 or 0.005)
+            await trio.sleep(backoff)
+            continue
+        backoff = 0.0
+        if gate.connections >= gate.limits.max_connections:
+            nursery.start_soon(_refuse, stream)
+        else:
+            nursery.start_soon(handler, stream)
+
+
+async def _refuse(stream: trio.SocketStream) -> None:
+    with trio.move_on_after(1), contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        async with stream:
+            await stream.send_all(_OVERLOADED)
+            await _linger(stream)
+
+
+async def _serve_connection(api: Api, loop: Callable[[Api, trio.SocketStream, _Gate], Awaitable[None]],
+                            gate: _Gate, stream: trio.SocketStream) -> None:
     # One connection's bug must never take the listener (and the worker) down.
+    gate.connections += 1
     try:
         async with stream:
-            await loop(api, stream)
+            await loop(api, stream, gate)
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass
     except Exception:
         api.worker.log("connection handler failed:\n" + traceback.format_exc())
+    finally:
+        gate.connections -= 1
 
 
 async def _peer_gone(sock: trio.socket.SocketType) -> None:
@@ -86,80 +190,162 @@ async def _peer_gone(sock: trio.socket.SocketType) -> None:
         pass
 
 
-async def _fast_loop(api: Api, stream: trio.SocketStream) -> None:
+async def _fast_loop(api: Api, stream: trio.SocketStream, gate: _Gate) -> None:
     parser = RequestParser(api.body_limit)
     caller_gone = partial(_peer_gone, stream.socket)
-    while True:
-        try:
-            parsed = parser.next()
-        except ParseError as exc:
-            error = _protocol_error(exc.status, str(exc))
-            await stream.send_all(serialize_response(error.status, error.headers, error.body, False))
-            return
-        if parsed is None:
-            with trio.move_on_after(KEEPALIVE_TIMEOUT_S):
-                data = await stream.receive_some(READ_SIZE)
-                if data:
-                    parser.feed(data)
-                    continue
-            return  # idle too long, or the client closed
-        if parsed is FALLBACK:
-            await _h11_loop(api, stream, parser.buffered)
-            return
-        assert isinstance(parsed, ParsedRequest)
-        path, _, query = parsed.target.decode("ascii").partition("?")
-        response = await api.handle(Request(parsed.method.decode("ascii"), path, query, parsed.headers, parsed.body,
-                                            caller_gone))
-        await stream.send_all(serialize_response(response.status, response.headers, response.body, parsed.keep_alive))
-        if not parsed.keep_alive:
-            return
+    limits = gate.limits
+    holding = _Holding(gate)
+    deadline = 0.0  # by when the request being received must be complete (0: none begun)
+    try:
+        while True:
+            try:
+                parsed = parser.next()
+            except ParseError as exc:
+                await _send_error(stream, exc.status, str(exc))
+                return
+            if parsed is None:
+                waiting_for = limits.keepalive_timeout_s
+                if parser.buffered:  # part of a request is in: it has to arrive whole in time
+                    deadline = deadline or trio.current_time() + limits.request_timeout_s
+                    waiting_for = deadline - trio.current_time()
+                with trio.move_on_after(waiting_for) as waiting:
+                    data = await stream.receive_some(READ_SIZE)
+                if waiting.cancelled_caught:
+                    if deadline:
+                        await _send_error(stream, 408, "the request did not arrive in time")
+                    return  # (else idle too long)
+                if not data:
+                    return  # the client closed
+                if not deadline:
+                    deadline = trio.current_time() + limits.request_timeout_s
+                try:
+                    holding.add(len(data))
+                except _Reject as exc:
+                    holding.release()  # now, not after the lingering close
+                    await _send_error(stream, exc.status, str(exc), retry_after=True)
+                    return
+                parser.feed(data)
+                continue
+            if parsed is FALLBACK:
+                holding.release()
+                await _h11_loop(api, stream, gate, parser.buffered, deadline)
+                return
+            assert isinstance(parsed, ParsedRequest)
+            path, _, query = parsed.target.decode("ascii").partition("?")
+            response = await api.handle(Request(parsed.method.decode("ascii"), path, query, parsed.headers,
+                                                parsed.body, caller_gone))
+            holding.release(keep=len(parser.buffered))
+            deadline = 0.0
+            await stream.send_all(serialize_response(response.status, response.headers, response.body,
+                                                     parsed.keep_alive))
+            if not parsed.keep_alive:
+                return
+    finally:
+        holding.release()
+
+
+async def _send_error(stream: trio.SocketStream, status: int, message: str, retry_after: bool = False) -> None:
+    """A protocol-level error, after which the connection closes."""
+    error = _protocol_error(status, message)
+    if retry_after:
+        error.headers.append((b"retry-after", b"1"))
+    await stream.send_all(serialize_response(error.status, error.headers, error.body, False))
+    await _linger(stream)
+
+
+_LINGER_S = 1
+_LINGER_BYTES = 1 << 20
+
+
+async def _linger(stream: trio.SocketStream) -> None:
+    """Before closing on a client still sending: stop writing, and read (and drop) a
+    little of what it sends, briefly.  Closing with unread bytes makes the kernel
+    reset the connection, and the client may lose the answer just sent."""
+    with trio.move_on_after(_LINGER_S), contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError,
+                                                            OSError):
+        await stream.send_eof()
+        drained = 0
+        while drained < _LINGER_BYTES and (data := await stream.receive_some(READ_SIZE)):
+            drained += len(data)
+
+
+_PROTOCOL_ERRORS = {408: "RequestTimeout", 413: "PayloadTooLarge", 503: "CapacityExceeded",
+                    505: "HTTPVersionNotSupported"}
 
 
 def _protocol_error(status: int, message: str) -> Response:
-    return Response.error(status, "PayloadTooLarge" if status == 413 else "BadRequest", message)
+    return Response.error(status, _PROTOCOL_ERRORS.get(status, "BadRequest"), message)
 
 
-async def _h11_loop(api: Api, stream: trio.SocketStream, received: bytes = b"") -> None:
+async def _h11_loop(api: Api, stream: trio.SocketStream, gate: _Gate, received: bytes = b"",
+                    deadline: float = 0.0) -> None:
+    """``received``: what the fast parser had buffered; ``deadline``: the request's, if it had begun."""
     connection = h11.Connection(h11.SERVER)
     if received:  # (an empty receive_data would tell h11 the client hung up)
         connection.receive_data(received)
-    while True:
-        try:
-            with trio.move_on_after(KEEPALIVE_TIMEOUT_S) as idle:
-                request = await _receive_request(api, stream, connection)
-            if idle.cancelled_caught or request is None:
+    holding = _Holding(gate)
+    try:
+        while True:
+            try:
+                incoming = await _receive_request(api, stream, connection, holding, deadline)
+                if incoming is None:
+                    return
+                request, must_close = incoming
+            except (h11.RemoteProtocolError, _Reject) as exc:
+                holding.release()  # now, not after the lingering close
+                status = exc.status if isinstance(exc, _Reject) else (exc.error_status_hint or 400)
+                await _send_error_and_close(stream, connection, status, str(exc))
                 return
-        except (h11.RemoteProtocolError, _Reject) as exc:
-            status = exc.status if isinstance(exc, _Reject) else (exc.error_status_hint or 400)
-            await _send_error_and_close(stream, connection, status, str(exc))
-            return
-        except trio.BrokenResourceError:
-            return
-        response = await api.handle(request)
-        try:
-            await _send(stream, connection, response)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return
-        if connection.our_state is not h11.DONE or connection.their_state is not h11.DONE:
-            return
-        connection.start_next_cycle()
+            except trio.BrokenResourceError:
+                return
+            deadline = 0.0
+            response = await api.handle(request)
+            holding.release()
+            if must_close:
+                response.headers.append((b"connection", b"close"))
+            try:
+                await _send(stream, connection, response)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+            if connection.our_state is not h11.DONE or connection.their_state is not h11.DONE:
+                return
+            connection.start_next_cycle()
+    finally:
+        holding.release()
 
 
-async def _receive_request(api: Api, stream: trio.SocketStream, connection: h11.Connection) -> Request | None:
+async def _receive_request(api: Api, stream: trio.SocketStream, connection: h11.Connection, holding: _Holding,
+                           deadline: float) -> tuple[Request, bool] | None:
+    """The next request, and whether the connection must close after its answer;
+    None when the client closed or stayed idle past the keep-alive timeout."""
+    limits = holding.gate.limits
     head: h11.Request | None = None
     body = bytearray()
     limit = 0
+    if not deadline and connection.trailing_data[0]:  # a pipelined request has begun
+        deadline = trio.current_time() + limits.request_timeout_s
     while True:
         event = connection.next_event()
         if event is h11.NEED_DATA:
             if connection.client_is_waiting_for_100_continue:
                 await stream.send_all(connection.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
-            data = await stream.receive_some(READ_SIZE)
+            waiting_for = deadline - trio.current_time() if deadline else limits.keepalive_timeout_s
+            with trio.move_on_after(waiting_for) as waiting:
+                data = await stream.receive_some(READ_SIZE)
+            if waiting.cancelled_caught:
+                if deadline:
+                    raise _Reject(408, "the request did not arrive in time")
+                return None
+            deadline = deadline or trio.current_time() + limits.request_timeout_s
+            holding.add(len(data))
             connection.receive_data(data)
             if not data and connection.their_state is h11.IDLE:
                 return None
         elif isinstance(event, h11.Request):
             head = event
+            if event.http_version not in (b"1.0", b"1.1"):
+                raise _Reject(505, f"HTTP/{event.http_version.decode('ascii', 'replace')} is not supported; "
+                                   "use HTTP/1.1")
             path = event.target.decode("ascii", "replace").partition("?")[0]
             limit = api.body_limit(path)
             declared = _content_length(event.headers)
@@ -172,8 +358,12 @@ async def _receive_request(api: Api, stream: trio.SocketStream, connection: h11.
         elif isinstance(event, h11.EndOfMessage):
             assert head is not None
             path, _, query = head.target.decode("ascii", "replace").partition("?")
+            names = {name for name, _ in head.headers}
+            # Both framings (RFC 9112 §6.1): h11 read the body as chunked; the
+            # connection is closed after the answer, so nothing after it is served.
+            smuggled = b"transfer-encoding" in names and b"content-length" in names
             return Request(head.method.decode("ascii"), path, query, list(head.headers), bytes(body),
-                           partial(_peer_gone, stream.socket))
+                           partial(_peer_gone, stream.socket)), smuggled
         elif isinstance(event, h11.ConnectionClosed):
             return None
 
@@ -203,4 +393,5 @@ async def _send_error_and_close(stream: trio.SocketStream, connection: h11.Conne
     response.headers.append((b"connection", b"close"))
     with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
         await _send(stream, connection, response)
+        await _linger(stream)
 
