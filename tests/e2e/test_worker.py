@@ -152,6 +152,28 @@ def test_trap_is_502_and_the_instance_is_replaced(worker: WorkerProcess, make_fu
     assert after.json() == 8 and after.headers["x-wasmlambda-start"] == "cold"
 
 
+def test_an_inconsistent_interpreter_is_not_kept_warm(worker: WorkerProcess, make_function: FunctionFactory) -> None:
+    code = make_function("fragile", """
+        import sys
+        calls = 0
+
+        def f(event):
+            global calls
+            calls += 1
+            if event == "break":
+                raise SystemError("error return without exception set")
+            sys.setrecursionlimit(10 ** 6)
+            return [calls, sys.getrecursionlimit()]
+    """)
+    worker.deploy("fragile", code)
+    assert worker.run("fragile").json() == [1, 4000]  # raised only as far as the wasm stack allows
+    assert worker.run("fragile").json() == [2, 4000]  # warm: module globals kept
+    broken = worker.run("fragile", "break")
+    assert broken.status == 502 and broken.error["guest_type"] == "SystemError"
+    after = worker.run("fragile")
+    assert after.json() == [1, 4000] and after.headers["x-wasmlambda-start"] == "cold"
+
+
 def test_memory_limit_is_507(worker: WorkerProcess, make_function: FunctionFactory) -> None:
     code = make_function("hog", "def f(event):\n    return len(bytearray(event << 20))\n",
                          toml="[limits]\nmemory_mb = 32\n")

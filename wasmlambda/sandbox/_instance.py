@@ -35,6 +35,9 @@ TICK_MS = 10
 GUEST_STDLIB = "/usr/local/lib/python3.11"
 GUEST_CODE_DIR = "/function"
 _WASM_PAGE = 65536
+# Guest exceptions after which the interpreter may be inconsistent (a
+# half-updated heap, a broken internal invariant): the instance is discarded.
+_INCONSISTENT = frozenset(("MemoryError", "SystemError"))
 _MIN_INPUT_BUFFER = 4096
 
 
@@ -163,8 +166,9 @@ class Instance:
 
     def _failure(self, error: dict[str, Any]) -> WasmLambdaError:
         phase, kind, message = error["phase"], error["type"], error["message"]
+        if kind in _INCONSISTENT:
+            self.dead = True  # its interpreter may be half-updated: never reuse it
         if kind == "MemoryError":
-            self.dead = True  # its heap may be half-updated; do not keep it warm
             return self._out_of_memory()
         if phase == "event":
             return BadRequest(f"the event is not valid JSON: {message}")

@@ -69,6 +69,21 @@ def _interruptible_sleep(seconds):
 
 
 time.sleep = _interruptible_sleep
+
+# Deep recursion through C code (json, repr, sort keys, ...) uses the wasm
+# stack, which traps (safely: the instance is discarded) at a depth of about
+# 1,500; an unbounded limit lets a handler push the interpreter into states
+# it does not recover from.  So a handler may lower the limit, and raise it
+# only this far.
+MAX_RECURSION_LIMIT = 4000
+_set_recursion_limit = sys.setrecursionlimit
+
+
+def _bounded_set_recursion_limit(limit):
+    _set_recursion_limit(min(limit, MAX_RECURSION_LIMIT))
+
+
+sys.setrecursionlimit = _bounded_set_recursion_limit
 _handler = None
 # False in every snapshot, so the first call after a restore reseeds `random`,
 # whose state would otherwise be identical in every instance.
