@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 
 import pytest
 
@@ -74,3 +75,26 @@ def test_unsafe_response_settings_are_refused(worker: WorkerProcess, make_functi
                                               f"    {setting}\n    return 1\n"))
     reply = worker.run("sly")
     assert reply.status == 502 and message in reply.error["message"]
+
+
+@pytest.mark.parametrize("worker", ["fast", "h11"], indirect=True)
+@pytest.mark.parametrize("status", [204, 304])
+def test_bodiless_statuses_send_no_body(worker: WorkerProcess, make_function: FunctionFactory, status: int) -> None:
+    worker.deploy("empty", make_function("empty", f"""
+        from wasmlambda_guest import context
+
+        def f(event):
+            context.response.status = {status}
+            return "this must not reach the client"
+    """))
+    worker.deploy("echo", EXAMPLES / "echo")
+    with socket.create_connection(("127.0.0.1", worker.port), timeout=10) as raw:
+        # Both requests on one connection: a stray body would be read as the next answer.
+        raw.sendall(b"POST /run/empty HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nnull"
+                    b"POST /run/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nConnection: close\r\n\r\n7")
+        answer = b""
+        while chunk := raw.recv(65536):
+            answer += chunk
+    first, _, rest = answer.partition(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 %d " % status) and b"content-length" not in first.lower()
+    assert rest.startswith(b"HTTP/1.1 200 ") and rest.endswith(b"\r\n\r\n7")

@@ -153,8 +153,12 @@ cdef class RequestParser:
 
 
 def serialize_response(int status, list headers, bytes body, bint keep_alive):
-    parts = [b"HTTP/1.1 %d %s\r\nserver: wasmlambda\r\ncontent-length: %d\r\n"
-             % (status, _REASONS.get(status, b""), len(body))]
+    if status == 204 or status == 304:  # bodiless by definition (RFC 9110 6.4.1)
+        parts = [b"HTTP/1.1 %d %s\r\nserver: wasmlambda\r\n" % (status, _REASONS.get(status, b""))]
+        body = b""
+    else:
+        parts = [b"HTTP/1.1 %d %s\r\nserver: wasmlambda\r\ncontent-length: %d\r\n"
+                 % (status, _REASONS.get(status, b""), len(body))]
     for name, value in headers:
         parts.append(name)
         parts.append(b": ")

@@ -251,6 +251,8 @@ def run_response(invocation: Invocation, with_logs: bool = False) -> Response:
                                              ""))
         meta += extra
     body = invocation.result
+    if status in (204, 304):  # no body, whatever the handler returned
+        return Response(status, b"", meta)
     if with_logs:
         body = b'{"request_id": "%s", "logs": %s, "result": %s}' % (
             invocation.request_id.encode(), json.dumps(invocation.logs).encode(), body)

@@ -142,9 +142,14 @@ class RequestParser:
 
 
 def serialize_response(status: int, headers: list[tuple[bytes, bytes]], body: bytes, keep_alive: bool) -> bytes:
-    """Status line, our headers, Content-Length, optional close, blank line, body."""
-    parts = [b"HTTP/1.1 %d %s\r\nserver: wasmlambda\r\ncontent-length: %d\r\n"
-             % (status, _REASONS.get(status, b""), len(body))]
+    """Status line, our headers, Content-Length, optional close, blank line, body
+    (neither Content-Length nor body for 204 and 304)."""
+    if status == 204 or status == 304:  # bodiless by definition (RFC 9110 6.4.1)
+        parts = [b"HTTP/1.1 %d %s\r\nserver: wasmlambda\r\n" % (status, _REASONS.get(status, b""))]
+        body = b""
+    else:
+        parts = [b"HTTP/1.1 %d %s\r\nserver: wasmlambda\r\ncontent-length: %d\r\n"
+                 % (status, _REASONS.get(status, b""), len(body))]
     for name, value in headers:
         parts.append(b"%s: %s\r\n" % (name, value))
     if not keep_alive:

@@ -376,10 +376,12 @@ def _content_length(headers: Sequence[tuple[bytes, bytes]]) -> int | None:
 
 
 async def _send(stream: trio.SocketStream, connection: h11.Connection, response: Response) -> None:
-    headers = [SERVER_HEADER, (b"content-length", str(len(response.body)).encode()), *response.headers]
+    bodiless = response.status in (204, 304)
+    length = [] if bodiless else [(b"content-length", str(len(response.body)).encode())]
+    headers = [SERVER_HEADER, *length, *response.headers]
     head = h11.Response(status_code=response.status, headers=headers, reason=_REASONS.get(response.status, b""))
     data = connection.send(head) or b""
-    if response.body:
+    if response.body and not bodiless:
         data += connection.send(h11.Data(data=response.body)) or b""
     data += connection.send(h11.EndOfMessage()) or b""
     await stream.send_all(data)
