@@ -14,7 +14,8 @@ answers JSON bytes, which go back unparsed behind a ``0`` (calls between
 functions never re-encode on the host).  Other responses are ``{"ok":
 value}``; a failure is ``{"error": "<service>: <phase>: <message>"}`` in
 either lane, so a failing service is named to the guest, which raises
-ServiceError.
+ServiceError.  Nothing a guest sends makes the host raise: a request of the
+wrong shape is answered with an error like any other refusal.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ class Services:
                 name, op = request.get("service"), request.get("op", "?")
         except (ValueError, AttributeError):
             return _error("host", "decode", "the request is neither a JSON object nor NUL-separated bytes")
-        service = self._services.get(name)
+        service = self._services.get(name) if isinstance(name, str) else None
         if service is None:
             return _error(str(name), "dispatch", "no such service on this worker")
         context: CallContext | None = getattr(self._local, "context", None)
@@ -96,6 +97,10 @@ class Services:
             return json.dumps({"ok": service.handle(context, request)}).encode()
         except ServiceFailure as exc:
             return _error(name, str(op), str(exc))
+        except (TypeError, ValueError, KeyError, AttributeError, UnicodeError) as exc:
+            # A malformed request the service did not foresee (a field of the
+            # wrong type, bytes that are not UTF-8): the guest's error, not the host's.
+            return _error(name, str(op), f"malformed request ({type(exc).__name__}: {exc})")
 
     def close(self) -> None:
         for service in self._services.values():
