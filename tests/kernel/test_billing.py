@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -134,6 +135,33 @@ def test_a_flush_larger_than_one_insert_keeps_every_row_and_the_last_of_each_id(
         assert record is not None and record["run_us"] == 5000
         record = await ledger.find("r1498")
         assert record is not None and record["run_us"] == 1499
+        ledger.close()
+
+    trio.run(scenario)
+
+
+def test_a_refused_write_is_rolled_back_kept_and_retried(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    logged: list[str] = []
+
+    async def scenario() -> None:
+        ledger = Ledger(path, flush_interval_s=60, log=logged.append, busy_timeout_s=0.05)
+        first = [usage(f"a{index}") for index in range(3)]
+        for call in first:
+            ledger.record(call, PRICES.quote(call), Bill())
+        # Another process holds the database: the batch cannot be written.
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        assert await ledger.flush() is False  # no exception escapes into the worker's nursery
+        assert ledger.pending == 3 and ledger.write_failures == 1
+        assert "cannot write 3 row(s)" in logged[0] and "locked" in logged[0]
+        later = usage("b0")
+        ledger.record(later, PRICES.quote(later), Bill())
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        assert await ledger.flush() is True
+        rows = await ledger.aggregate(None, None, None, "fn")
+        assert sum(row["invocations"] for row in rows) == 4  # nothing lost, nothing doubled
         ledger.close()
 
     trio.run(scenario)

@@ -10,6 +10,12 @@ shutdown writes what is pending; a kill -9 loses at most the rows recorded
 since the last flush.  Queries flush first, so they see every call that has
 already answered.  With WAL and synchronous=NORMAL a committed batch
 survives a process crash (not necessarily a power cut).
+
+A batch that cannot be written (disk full, database locked by another
+process) is rolled back and kept, in order, in front of the next one; the
+writer backs off (doubling, up to ``MAX_BACKOFF_S``), says what failed in
+the worker's log and counts it (``write_failures``, on /metrics).  Nothing
+is dropped: the rows wait in memory until the database takes them.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +45,7 @@ CREATE INDEX IF NOT EXISTS invocations_by_time ON invocations (ts);
 CREATE INDEX IF NOT EXISTS invocations_by_function ON invocations (function, ts);
 """
 _MAX_ROWS_PER_INSERT = 512
+MAX_BACKOFF_S = 30.0
 
 
 @functools.lru_cache(maxsize=16)
@@ -51,13 +59,17 @@ Row = tuple[Any, ...]
 
 
 class Ledger:
-    def __init__(self, path: Path, flush_interval_s: float) -> None:
+    def __init__(self, path: Path, flush_interval_s: float, log: Callable[[str], None] = print,
+                 busy_timeout_s: float = 5.0) -> None:
         self.path = path
         self.flush_interval_s = flush_interval_s
+        self.write_failures = 0
+        self._log = log
         self._pending: list[Row] = []
         self._lock = threading.Lock()  # the connection is used by one thread at a time
         self._limiter = trio.CapacityLimiter(1)
-        self._connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._connection = sqlite3.connect(path, timeout=busy_timeout_s, check_same_thread=False,
+                                           isolation_level=None)
         self._connection.execute("PRAGMA journal_mode=WAL")
         self._connection.execute("PRAGMA synchronous=NORMAL")
         self._connection.executescript(_SCHEMA)
@@ -87,25 +99,41 @@ class Ledger:
         return len(self._pending)
 
     async def run(self) -> None:
-        """Flush forever (the caller's nursery cancels it)."""
+        """Flush forever, backing off while writes fail (the caller's nursery cancels it)."""
+        delay = self.flush_interval_s
         while True:
-            await trio.sleep(self.flush_interval_s)
-            await self.flush()
+            await trio.sleep(delay)
+            delay = self.flush_interval_s if await self.flush() else min(delay * 2, MAX_BACKOFF_S)
 
-    async def flush(self) -> None:
+    async def flush(self) -> bool:
+        """Write what is pending; False (the rows kept for the next try) if the database refused."""
         rows, self._pending = self._pending, []
-        if rows:
+        if not rows:
+            return True
+        try:
             await trio.to_thread.run_sync(self._write, rows, limiter=self._limiter)
+        except (sqlite3.Error, OSError) as exc:
+            self._pending[:0] = rows  # in front of what arrived meanwhile: order kept
+            self.write_failures += 1
+            self._log(f"ledger: cannot write {len(rows)} row(s) to {self.path} ({exc}); keeping them to retry")
+            return False
+        return True
 
     def _write(self, rows: list[Row]) -> None:
         with self._lock:
             self._connection.execute("BEGIN")
-            start = 0
-            while start < len(rows):  # in order: a row replaced later in the batch stays replaced
-                count = min(self._rows_per_insert, 1 << ((len(rows) - start).bit_length() - 1))
-                self._connection.execute(_insert(count), [value for row in rows[start:start + count] for value in row])
-                start += count
-            self._connection.execute("COMMIT")
+            try:
+                start = 0
+                while start < len(rows):  # in order: a row replaced later in the batch stays replaced
+                    count = min(self._rows_per_insert, 1 << ((len(rows) - start).bit_length() - 1))
+                    values = [value for row in rows[start:start + count] for value in row]
+                    self._connection.execute(_insert(count), values)
+                    start += count
+                self._connection.execute("COMMIT")
+            except BaseException:
+                if self._connection.in_transaction:
+                    self._connection.execute("ROLLBACK")
+                raise
 
     async def _read(self, sql: str, parameters: list[Any]) -> list[dict[str, Any]]:
         await self.flush()
@@ -137,7 +165,10 @@ class Ledger:
         """Write what is pending and close (at shutdown, off any event loop)."""
         rows, self._pending = self._pending, []
         if rows:
-            self._write(rows)
+            try:
+                self._write(rows)
+            except (sqlite3.Error, OSError) as exc:
+                self._log(f"ledger: {len(rows)} row(s) could not be written at shutdown ({exc}); they are lost")
         with self._lock:
             self._connection.close()
 

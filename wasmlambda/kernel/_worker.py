@@ -90,7 +90,7 @@ class Worker:
         self.logs = LogStore()
         self.prices = PriceModel(settings.price_gb_second_pusd, settings.price_request_pusd,
                                  settings.price_million_fuel_pusd)
-        self.ledger = Ledger(settings.data_dir / "ledger.sqlite3", settings.ledger_flush_ms / 1000) \
+        self.ledger = Ledger(settings.data_dir / "ledger.sqlite3", settings.ledger_flush_ms / 1000, log) \
             if settings.billing else None
         self._deploy_lock = trio.Lock()
         self.registry.load(warn=log)
@@ -332,7 +332,7 @@ class Worker:
             self.pool.evict_idle()
 
     def gauges(self) -> dict[str, tuple[str, str, float]]:
-        return {
+        gauges: dict[str, tuple[str, str, float]] = {
             "wasmlambda_functions_deployed": ("gauge", "Deployed functions.", len(self.registry)),
             "wasmlambda_pool_idle_instances": ("gauge", "Warm instances waiting for a call.", len(self.pool)),
             "wasmlambda_pool_busy_instances": ("gauge", "Instances running a call.", self.pool.busy),
@@ -341,6 +341,12 @@ class Worker:
             "wasmlambda_pool_evictions_total": ("counter", "Warm instances evicted.", self.pool.evictions),
             "wasmlambda_queue_waiting": ("gauge", "Calls waiting for a sandbox thread.", self.scheduler.waiting),
         }
+        if self.ledger is not None:
+            gauges["wasmlambda_ledger_write_failures_total"] = (
+                "counter", "Ledger batches the database refused (kept and retried).", self.ledger.write_failures)
+            gauges["wasmlambda_ledger_pending_rows"] = (
+                "gauge", "Ledger rows waiting to be written.", self.ledger.pending)
+        return gauges
 
     def close(self) -> None:
         self.scheduler.close()
