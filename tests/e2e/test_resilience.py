@@ -63,6 +63,25 @@ def test_stale_snapshot_is_retaken_after_a_runtime_change(worker: WorkerProcess)
     assert Snapshot.from_bytes(snapshot_file.read_bytes()).base_id != "0123456789abcdef"
 
 
+@pytest.mark.parametrize("damage", ["flip", "truncate", "empty"])
+def test_a_damaged_snapshot_is_taken_again(worker: WorkerProcess, damage: str) -> None:
+    worker.deploy("hello", EXAMPLES / "hello")
+    worker.deploy("echo", EXAMPLES / "echo")
+    worker.stop()
+    snapshot_file = next((worker.data_dir / "store").glob("hello-*")) / "snapshot.bin"
+    data = bytearray(snapshot_file.read_bytes())
+    if damage == "flip":
+        data[len(data) // 2] ^= 0xFF
+    snapshot_file.write_bytes(bytes(data[: len(data) // 2] if damage == "truncate" else b"" if damage == "empty"
+                                    else data))
+    worker.start()
+    assert worker.run("hello", {"name": "again"}).json() == {"hello": "again"}
+    assert worker.run("echo", 1).json() == 1
+    log = worker.log_path.read_text()
+    assert "unusable snapshot" in log and "re-snapshotting 'hello'" in log
+    assert Snapshot.from_bytes(snapshot_file.read_bytes()).base_id  # written again, whole
+
+
 def test_damaged_function_is_skipped_not_fatal(worker: WorkerProcess) -> None:
     worker.deploy("hello", EXAMPLES / "hello")
     worker.deploy("echo", EXAMPLES / "echo")

@@ -142,8 +142,8 @@ class Registry:
                 link.unlink()  # a publish interrupted before its rename
                 continue
             try:
-                function = _read_function(link)
-            except (OSError, ValueError, KeyError, TypeError, SnapshotFormatError) as exc:
+                function = _read_function(link, warn)
+            except (OSError, ValueError, KeyError, TypeError) as exc:
                 warn(f"skipping function {link.name!r}: cannot read {link}: {exc}")
                 continue
             self._functions[function.name] = function
@@ -153,14 +153,20 @@ class Registry:
                 shutil.rmtree(directory, ignore_errors=True)  # staging leftovers, replaced versions
 
 
-def _read_function(link: Path) -> Function:
+def _read_function(link: Path, warn: Callable[[str], None]) -> Function:
     directory = link.resolve(strict=True)
     manifest = json.loads((directory / MANIFEST).read_text())
     name = check_name(manifest["name"])
     if name != link.name:
         raise ValueError(f"manifest names {name!r}")
     kind = manifest.get("kind", "python")
-    snapshot = Snapshot.from_bytes((directory / SNAPSHOT).read_bytes()) if kind == "python" else None
+    snapshot = None
+    if kind == "python":
+        try:
+            snapshot = Snapshot.from_bytes((directory / SNAPSHOT).read_bytes())
+        except (OSError, SnapshotFormatError) as exc:
+            # The code is intact: the worker takes the snapshot again from it.
+            warn(f"function {name!r}: unusable snapshot ({exc}); it will be taken again")
     return Function(name, manifest["version"], directory, FunctionSpec.from_json(manifest),
                     float(manifest["deployed_at"]), kind, snapshot)
 

@@ -98,8 +98,9 @@ class Worker:
 
     def _prepare_loaded_functions(self) -> None:
         """Snapshots are deltas over one runtime image: after a runtime
-        rebuild, take them again from the stored code.  Native modules are
-        compiled (or their cached machine code loaded)."""
+        rebuild, or if one is damaged, take them again from the stored code.
+        A function that cannot be prepared is skipped; the others serve.
+        Native modules are compiled (or their cached machine code loaded)."""
         for function in list(self.registry):
             try:
                 self._prepare(function)
@@ -111,8 +112,7 @@ class Worker:
         if function.kind == "wasm":
             function.program = self.runtime.load_native(function.code_dir / NATIVE_FILE, function.compiled_path)
             return
-        assert function.snapshot is not None
-        if function.snapshot.base_id != self.runtime.base_id:
+        if function.snapshot is None or function.snapshot.base_id != self.runtime.base_id:
             self.log(f"re-snapshotting {function.name!r} for runtime {self.runtime.base_id}")
             limits = function.spec.limits
             snapshot = self.runtime.snapshot(function.code_dir, function.name, limits.memory_bytes, limits.timeout_ms)
