@@ -167,6 +167,8 @@ def _logs(args: argparse.Namespace) -> int:
             stamp = time.strftime("%H:%M:%S", time.localtime(line["time"]))
             print(f"{stamp} {line['request_id']} {line['line']}", flush=True)
         since = page["next"]
+        if page["lines"]:
+            continue  # pages of up to 1000 lines: there may be more
         if not args.follow:
             return 0
         time.sleep(1)

@@ -62,6 +62,10 @@ class Settings:
     request_timeout_s: int = 60
     max_connections: int = 4096
     max_buffered_request_mb: int = 512
+    # A call's output beyond this is cut (a line says so); a function keeps at
+    # most this much of its recent output in memory (and 1000 lines).
+    max_log_bytes_per_call: int = 64 * 1024
+    max_log_bytes_per_function: int = 1024 * 1024
     max_event_bytes: int = 6 * 1024 * 1024
     max_package_bytes: int = 64 * 1024 * 1024
     # Billing. Money is an integer number of pico-dollars (p$, 1e-12 USD):
@@ -94,7 +98,7 @@ class Settings:
         for name in ("default_timeout_ms", "idle_timeout_s", "max_instances", "sandbox_threads",
                      "max_event_bytes", "max_package_bytes", "memory_budget_mb", "ledger_flush_ms",
                      "max_call_depth", "max_fan_out", "keepalive_timeout_s", "request_timeout_s", "max_connections",
-                     "max_buffered_request_mb"):
+                     "max_buffered_request_mb", "max_log_bytes_per_call", "max_log_bytes_per_function"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if not 0 <= self.spin_us <= MAX_SPIN_US:

@@ -57,3 +57,25 @@ def test_logs_errors(worker: WorkerProcess, make_function: FunctionFactory) -> N
     worker.deploy("chatty", make_function("chatty", CHATTY))
     assert worker.request("GET", "/logs/chatty?since=abc").status == 400
     assert worker.request("GET", "/logs/chatty").json() == {"function": "chatty", "lines": [], "next": 0}
+
+
+def test_output_is_capped_per_call_and_per_function(worker: WorkerProcess, make_function: FunctionFactory) -> None:
+    worker.deploy("loud", make_function("loud", """
+        def f(event):
+            print("start")
+            print("x" * event)
+            return len("x" * event)
+    """))
+    # 50 MB of print: the call succeeds, and its logs say what was cut (the guest kept 1 MiB).
+    huge = worker.request("POST", "/run/loud?logs=true", str(50 << 20))
+    assert huge.status == 200 and huge.json()["result"] == 50 << 20
+    logs = huge.json()["logs"]
+    assert logs.startswith("start\nxxx") and len(logs) < 70_000
+    assert "characters of this call's output were cut" in logs
+    for _ in range(40):  # 8 MB each: the worker keeps at most 1 MiB of the function's lines
+        assert worker.run("loud", 8 << 20).status == 200
+    lines = worker.request("GET", "/logs/loud").json()["lines"]
+    assert sum(len(line["line"]) for line in lines) <= 1 << 20
+    assert lines[-1]["line"].startswith("[wasmlambda: ")
+    page = worker.request("GET", "/logs/loud?limit=2").json()
+    assert len(page["lines"]) == 2 and page["next"] == page["lines"][-1]["seq"]

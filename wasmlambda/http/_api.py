@@ -25,7 +25,7 @@ from urllib.parse import parse_qs
 
 from .. import __version__
 from ..errors import BadRequest, CapacityExceeded, GuestError, NotFound, Unauthorized, WasmLambdaError
-from ..kernel import BILLING_GROUPS, Invocation, Ledger, Usage, Worker, dollars
+from ..kernel import BILLING_GROUPS, MAX_PAGE_LINES, Invocation, Ledger, Usage, Worker, dollars
 from ._messages import JSON_TYPE, Request, Response
 
 Handler = Callable[[Request, list[str]], Awaitable[Response]]
@@ -110,9 +110,10 @@ class Api:
         query = parse_qs(request.query)
         try:
             since = int(query.get("since", ["0"])[0])
+            limit = int(query.get("limit", [str(MAX_PAGE_LINES)])[0])
         except ValueError:
-            raise BadRequest("since must be an integer (the last seq you saw)") from None
-        lines = self.worker.logs.read(name, since, query.get("request_id", [None])[0])
+            raise BadRequest("since and limit must be integers (since: the last seq you saw)") from None
+        lines = self.worker.logs.read(name, since, query.get("request_id", [None])[0], limit)
         return Response.json(200, {"function": name, "lines": lines,
                                    "next": lines[-1]["seq"] if lines else since})
 

@@ -2,6 +2,7 @@
 
 from ._ledger import GROUPS as BILLING_GROUPS
 from ._ledger import Ledger
+from ._logs import MAX_PAGE_LINES
 from ._meter import PriceModel, Usage, dollars
 from ._package import FunctionSpec, Limits
 from ._pool import Pool
@@ -9,6 +10,7 @@ from ._worker import Invocation, Worker
 
 __all__ = [
     "BILLING_GROUPS",
+    "MAX_PAGE_LINES",
     "FunctionSpec",
     "Invocation",
     "Ledger",

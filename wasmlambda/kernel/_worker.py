@@ -87,7 +87,8 @@ class Worker:
         self.pool = Pool(settings.memory_budget_mb << 20, settings.idle_timeout_s, settings.max_instances)
         self.scheduler = Scheduler(settings.sandbox_threads, settings.max_queue, spin_us=settings.spin_us)
         self.metrics = Metrics()
-        self.logs = LogStore()
+        self.logs = LogStore(bytes_per_call=settings.max_log_bytes_per_call,
+                             bytes_per_function=settings.max_log_bytes_per_function)
         self.prices = PriceModel(settings.price_gb_second_pusd, settings.price_request_pusd,
                                  settings.price_million_fuel_pusd)
         self.ledger = Ledger(settings.data_dir / "ledger.sqlite3", settings.ledger_flush_ms / 1000, log) \
@@ -164,6 +165,7 @@ class Worker:
             error, logs = ClientGone("the caller left before its call started"), ""
         if not run.started:  # withdrawn from the queue: it waited, nothing ran
             run.begun = run.restored = run.finished = time.perf_counter_ns()
+        logs = self.logs.clip(logs)
         usage, cost = self._account(function, context, run, event, result, error, logs)
         answered.append(usage)  # before any await: the scheduler calls back only after one
         return Invocation(usage, microseconds(arrived, time.perf_counter_ns()), cost, result, error, logs,
@@ -194,7 +196,7 @@ class Worker:
             result, logs = self._run_guest(function, event, context, run, timeout_ms)
         except WasmLambdaError as exc:
             error, logs = exc, exc.logs
-        self._account(function, context, run, event, result, error, logs, parent.bill)
+        self._account(function, context, run, event, result, error, self.logs.clip(logs), parent.bill)
         if error is not None:
             raise ServiceFailure(f"{name}: {type(error).__name__}: {error}")
         assert result is not None

@@ -138,7 +138,27 @@ def _decode_event(payload):
 # A call's print output and logs: installed as sys.stdout and sys.stderr
 # once (a StringIO per call, and swapping it in and out, cost a tenth of a
 # warm call), emptied by every call that wrote to it.
-_output = io.StringIO()
+# A call's output is capped here, in the guest, so that a handler printing
+# 50 MB neither runs out of memory nor loses what it printed first: past
+# OUTPUT_LIMIT characters the rest is counted, not kept, and a line says so.
+# (The worker keeps less of it still: see its log settings.)
+OUTPUT_LIMIT = 1 << 20
+
+
+class _Capture(io.StringIO):
+    dropped = 0
+
+    def write(self, text):
+        if self.dropped or self.tell() + len(text) > OUTPUT_LIMIT:
+            room = max(OUTPUT_LIMIT - self.tell(), 0)
+            if room:
+                super().write(text[:room])
+            self.dropped += len(text) - room
+            return len(text)
+        return super().write(text)
+
+
+_output = _Capture()
 
 
 def invoke(payload):
@@ -183,6 +203,10 @@ def _logs():
     text = _output.getvalue()
     _output.seek(0)
     _output.truncate()
+    if _output.dropped:
+        text += "\n[wasmlambda: %d more characters of output were cut: at most %d are kept per call]\n" % (
+            _output.dropped, OUTPUT_LIMIT)
+        _output.dropped = 0
     if not text:
         return b""
     return b"\x00" + text.encode("utf-8", "replace").replace(b"\x00", b"")
