@@ -119,6 +119,11 @@ class WorkerProcess:
         return {**os.environ, "WASMLAMBDA_URL": f"http://127.0.0.1:{self.port}",
                 "WASMLAMBDA_DATA_DIR": str(self.data_dir)}
 
+    def deploy_fresh(self, name: str, directory: Path) -> Reply:
+        """Deploy on a connection of its own (for a deploy running beside other requests)."""
+        return self.request("POST", f"/registry/{name}", build_bytes(directory, progress=lambda _: None, check=False),
+                            fresh=True)
+
     def deploy(self, name: str, directory: Path) -> Reply:
         return self.request("POST", f"/registry/{name}", build_bytes(directory, progress=lambda _: None, check=False))
 

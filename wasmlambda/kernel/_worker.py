@@ -7,12 +7,13 @@ a warm instance and a cold restore.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
 import shutil
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import trio
@@ -93,7 +94,7 @@ class Worker:
                                  settings.price_million_fuel_pusd)
         self.ledger = Ledger(settings.data_dir / "ledger.sqlite3", settings.ledger_flush_ms / 1000, log) \
             if settings.billing else None
-        self._deploy_lock = trio.Lock()
+        self._deploy_locks: dict[str, trio.Lock] = {}
         self.registry.load(warn=log)
         self._prepare_loaded_functions()
 
@@ -263,12 +264,14 @@ class Worker:
         check_name(name)
         if len(archive) > self.settings.max_package_bytes:
             raise PayloadTooLarge(f"the package is larger than {self.settings.max_package_bytes >> 20} MB")
-        async with self._deploy_lock:
+        timeout_ms = self.settings.default_timeout_ms
+        deadline_ns = time.perf_counter_ns() + timeout_ms * 1_000_000
+        async with self._lock_for(name):
             try:
-                function = await self.scheduler.run(lambda: self._build(name, archive),
-                                                    self.settings.default_timeout_ms)
+                function = await self.scheduler.run(lambda: self._build(name, archive, deadline_ns), timeout_ms)
             except DeadlineExceeded:
-                raise DeployError("deploying took longer than the worker's default timeout") from None
+                raise DeployError(f"deploying took longer than the worker's default timeout ({timeout_ms} ms)") \
+                    from None
             previous = self.registry.publish(function)
             self.pool.drop(name)
             if previous is not None:
@@ -276,8 +279,20 @@ class Worker:
         self.log(f"deployed {name!r} version {function.version}")
         return function.describe()
 
-    def _build(self, name: str, archive: bytes) -> Function:
-        """Unpack, validate and snapshot in a staging directory (off the event loop)."""
+    @contextlib.asynccontextmanager
+    async def _lock_for(self, name: str) -> AsyncIterator[None]:
+        """Deploys and removals of one function take turns; other functions' do not wait."""
+        lock = self._deploy_locks.setdefault(name, trio.Lock())
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and not lock.statistics().tasks_waiting:
+                self._deploy_locks.pop(name, None)
+
+    def _build(self, name: str, archive: bytes, deadline_ns: int) -> Function:
+        """Unpack, validate and snapshot in a staging directory (off the event loop).
+        The handler's import may take its own timeout, but never past the deploy's deadline."""
         staging = self.registry.staging_dir()
         try:
             code = staging / "code"
@@ -288,15 +303,18 @@ class Worker:
             if function.kind == "wasm":
                 function.program = self.runtime.load_native(code / NATIVE_FILE, staging / COMPILED)
             else:
+                left_ms = (deadline_ns - time.perf_counter_ns()) // 1_000_000
+                if left_ms <= 0:
+                    raise DeadlineExceeded("no time left to import the handler")
                 function.snapshot = self.runtime.snapshot(code, name, spec.limits.memory_bytes,
-                                                          spec.limits.timeout_ms)
+                                                          min(spec.limits.timeout_ms, left_ms))
             return self.registry.stage(staging, function)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
 
     async def remove(self, name: str) -> None:
-        async with self._deploy_lock:
+        async with self._lock_for(name):
             function = self.registry.remove(name)
             self.pool.drop(name)
             self.logs.forget(name)
@@ -324,7 +342,8 @@ class Worker:
             "deployed": len(self.registry),
             "pool": {"idle_instances": len(self.pool), "idle_bytes": self.pool.idle_bytes,
                      "busy": self.pool.busy, "evictions": self.pool.evictions},
-            "queue": {"running": self.scheduler.running, "waiting": self.scheduler.waiting},
+            "queue": {"running": self.scheduler.running, "waiting": self.scheduler.waiting,
+                      "busy_threads": self.scheduler.busy_threads},
         }
 
     async def run_janitor(self) -> None:
