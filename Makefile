@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 EXAMPLES := $(patsubst %/,%,$(wildcard examples/*/))
 
-.PHONY: setup system-deps runtime serve test lint bench clean
+.PHONY: setup system-deps runtime serve test lint bench fuzz soak clean
 
 setup: system-deps $(VENV)/.installed runtime
 
@@ -48,6 +48,12 @@ bench: setup
 	$(BIN)/python bench/invoke_in_process.py | tee .benchmarks/invoke.md
 	$(BIN)/python bench/report.py --write bench/RESULTS.md .benchmarks/micro.md .benchmarks/load.md \
 		.benchmarks/deadline.md .benchmarks/metering.md .benchmarks/composition.md .benchmarks/invoke.md
+
+fuzz: setup
+	$(BIN)/python bench/fuzz.py --inputs $${FUZZ_INPUTS:-1000000}
+
+soak: setup
+	$(BIN)/python bench/soak.py --minutes $${SOAK_MINUTES:-10}
 
 clean:
 	rm -rf build wasmlambda/_fastpath/*.c wasmlambda/_fastpath/*.so

@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 # The workers' admin token (deploying through /registry needs it).
@@ -42,8 +43,9 @@ BODY = b'{"name": "alice"}'
 EXPECTED = b'{"hello": "alice"}'
 
 
-def start_server(command: list[str], env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], int]:
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO,
+def start_server(command: list[str], env: dict[str, str] | None = None,
+                 stderr: Any = subprocess.DEVNULL) -> tuple[subprocess.Popen[str], int]:
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=REPO,
                                env={**os.environ, "WASMLAMBDA_ADMIN_TOKEN": ADMIN_TOKEN, **(env or {})})
     assert process.stdout is not None
     for line in process.stdout:

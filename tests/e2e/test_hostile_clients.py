@@ -159,3 +159,18 @@ def test_running_out_of_descriptors_is_survived_quietly(tmp_path: Path) -> None:
         assert log.count("Too many open files") == 1 and "Traceback" not in log, log
     finally:
         assert worker.stop() == 0
+
+
+@pytest.mark.parametrize("target", [b"/status", b"/run/echo", b"/nowhere"])
+def test_head_is_answered_without_a_body(worker: WorkerProcess, target: bytes) -> None:
+    # Found by bench/fuzz.py: an answer to HEAD with a body broke h11's framing (a traceback)
+    # and, on the fast path, the client's next read.
+    worker.deploy("echo", EXAMPLES / "echo")
+    with socket.create_connection(("127.0.0.1", worker.port)) as raw:
+        raw.sendall(b"HEAD " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+                    b"POST /run/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nConnection: close\r\n\r\n7")
+        answer = read_until_closed(raw)
+    first, _, rest = answer.partition(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 ") and b"content-length: " in first.lower()
+    assert rest.startswith(b"HTTP/1.1 200 ") and rest.endswith(b"\r\n\r\n7")
+    assert "Traceback" not in worker.log_path.read_text()

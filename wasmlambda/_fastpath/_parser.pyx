@@ -93,6 +93,8 @@ cdef class RequestParser:
         if i == 0 or i >= end or data[i] != b" "[0]:
             return FALLBACK
         method = PyBytes_FromStringAndSize(<const char *> data, i)
+        if method == b"HEAD":
+            return FALLBACK  # an answer without its body: h11 frames it
         start = i = i + 1
         while i < end and VCHAR[data[i]]:
             i += 1

@@ -5,7 +5,7 @@ requests a function call is made of: ``METHOD target HTTP/1.1``, CRLF line
 endings, token header names with visible-character values, one ``Host``, at
 most one ``Content-Length`` and no other framing, several such requests
 pipelined in one buffer.  Anything else (chunked bodies, ``Expect``,
-``Upgrade``, HTTP/1.0, bare LF, odd headers) is not rejected here: the
+``Upgrade``, HTTP/1.0, HEAD, bare LF, odd headers) is not rejected here: the
 parser answers :data:`FALLBACK` and the server hands the connection's
 buffered bytes to h11, which decides.  So on every input this parser
 accepts, h11 accepts the same request (a hypothesis test checks that), and
@@ -108,6 +108,8 @@ class RequestParser:
         method, target, version = request_line
         if version != b"HTTP/1.1" or not _TOKEN.fullmatch(method) or not _TARGET.fullmatch(target):
             return FALLBACK
+        if method == b"HEAD":
+            return FALLBACK  # an answer without its body: h11 frames it
         headers: list[tuple[bytes, bytes]] = []
         content_length = -1
         hosts = 0

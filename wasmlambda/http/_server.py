@@ -304,7 +304,7 @@ async def _h11_loop(api: Api, stream: trio.SocketStream, gate: _Gate, received: 
             if must_close:
                 response.headers.append((b"connection", b"close"))
             try:
-                await _send(stream, connection, response)
+                await _send(stream, connection, response, head_only=request.method == "HEAD")
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return
             if connection.our_state is not h11.DONE or connection.their_state is not h11.DONE:
@@ -375,13 +375,15 @@ def _content_length(headers: Sequence[tuple[bytes, bytes]]) -> int | None:
     return None
 
 
-async def _send(stream: trio.SocketStream, connection: h11.Connection, response: Response) -> None:
+async def _send(stream: trio.SocketStream, connection: h11.Connection, response: Response,
+                head_only: bool = False) -> None:
+    """``head_only``: the answer to a HEAD request, its Content-Length without the body."""
     bodiless = response.status in (204, 304)
     length = [] if bodiless else [(b"content-length", str(len(response.body)).encode())]
     headers = [SERVER_HEADER, *length, *response.headers]
     head = h11.Response(status_code=response.status, headers=headers, reason=_REASONS.get(response.status, b""))
     data = connection.send(head) or b""
-    if response.body and not bodiless:
+    if response.body and not bodiless and not head_only:
         data += connection.send(h11.Data(data=response.body)) or b""
     data += connection.send(h11.EndOfMessage()) or b""
     await stream.send_all(data)
