@@ -54,6 +54,11 @@ class Settings:
     spin_us: int = 300
     # Requests that may wait for a thread before new ones get 503.
     max_queue: int = 1024
+    # Fairness: one function may run on at most this many sandbox threads at
+    # once (0: half of sandbox_threads) and have at most this many calls
+    # waiting (0: a quarter of max_queue); functions take turns for threads.
+    max_running_per_function: int = 0
+    max_queued_per_function: int = 0
     # What a client may hold: an idle keep-alive connection is closed after
     # keepalive_timeout_s; a request must arrive whole within request_timeout_s
     # of its first byte (else 408); past max_connections, or max_buffered_request_mb
@@ -104,7 +109,8 @@ class Settings:
         if not 0 <= self.spin_us <= MAX_SPIN_US:
             raise ConfigError(f"spin_us must be 0-{MAX_SPIN_US} (longer would stall the event loop), "
                               f"got {self.spin_us}")
-        for name in ("max_queue", "price_gb_second_pusd", "price_request_pusd", "price_million_fuel_pusd"):
+        for name in ("max_queue", "max_running_per_function", "max_queued_per_function", "price_gb_second_pusd",
+                     "price_request_pusd", "price_million_fuel_pusd"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
         check_memory_mb(self.default_memory_mb, self.max_memory_mb)

@@ -7,9 +7,16 @@ deadline by ``grace_s`` (a guest blocked in a host call, where epoch
 interruption cannot reach) is abandoned: the caller gets 504 now, and the
 thread finishes and frees its instance on its own.
 
+Fairness: jobs wait in one queue per function (``key``), and threads take
+them in turn, one function after another, so a function with a thousand
+calls queued delays a quiet one's call by at most one turn, not by the
+thousand.  A function may hold at most ``max_running_per_key`` threads at
+once (the others stay free for everyone else) and have at most
+``max_queued_per_key`` calls waiting (past that, 503).
+
 Theory of operation: ``trio.to_thread`` costs ~100 µs per hop on this
 hardware, as much as the guest call it carries, so the hop is hand-made.  A
-call is a job on a ``queue.SimpleQueue``; a sandbox thread runs it, appends
+call is a job in its function's queue; a sandbox thread runs it, appends
 it to a done deque and writes one byte to a pipe; a single Trio system task
 waits on that pipe and reschedules each finished job's task.  The waiting
 task parks with ``wait_task_rescheduled``: no thread cache, context copy or
@@ -32,7 +39,6 @@ from __future__ import annotations
 
 import collections
 import os
-import queue
 import threading
 import time
 import traceback
@@ -75,11 +81,13 @@ _QUEUED, _STARTED, _WITHDRAWN = range(3)
 
 
 class _Job(Generic[T]):
-    __slots__ = ("completion", "deadline_ns", "function", "on_abandoned", "result", "state", "task", "watch")
+    __slots__ = ("completion", "deadline_ns", "function", "key", "on_abandoned", "result", "state", "task",
+                 "watch")
 
     def __init__(self, function: Callable[[], T], task: trio.lowlevel.Task,
-                 on_abandoned: Callable[[], None] | None, deadline_ns: int) -> None:
+                 on_abandoned: Callable[[], None] | None, deadline_ns: int, key: str) -> None:
         self.function = function
+        self.key = key  # whose queue it waits in: the function's name
         self.task: trio.lowlevel.Task | None = task  # None once abandoned
         self.result: outcome.Outcome[T] | None = None
         self.completion = _implementation.Completion()
@@ -91,15 +99,24 @@ class _Job(Generic[T]):
 
 
 class Scheduler:
-    def __init__(self, threads: int, max_queue: int, grace_s: float = 0.05, spin_us: int = 0) -> None:
+    def __init__(self, threads: int, max_queue: int, grace_s: float = 0.05, spin_us: int = 0,
+                 max_running_per_key: int = 0, max_queued_per_key: int = 0) -> None:
         self.threads = threads
         self.max_queue = max_queue
+        self.max_running_per_key = max_running_per_key or threads
+        self.max_queued_per_key = max_queued_per_key or max_queue
         self.grace_s = grace_s
         self.running = 0  # submitted and not yet answered (queued + executing)
         self.busy_threads = 0  # threads running a job, abandoned ones included
+        # All below is guarded by _claim (a job's state moves out of _QUEUED once).
+        self._claim = threading.Lock()
+        self._job_ready = threading.Condition(self._claim)  # a sleeping thread waits here
         self._queued = 0  # jobs waiting for a thread (withdrawn ones leave at once)
-        self._claim = threading.Lock()  # a job's state moves out of _QUEUED once
-        self._jobs: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
+        self._queues: dict[str, collections.deque[_Job[Any]]] = {}  # per key, oldest first
+        self._queued_by_key: collections.Counter[str] = collections.Counter()
+        self._running_by_key: collections.Counter[str] = collections.Counter()
+        self._turns: collections.deque[str] = collections.deque()  # keys that may start a job, in turn
+        self._closing = False
         self._done: collections.deque[_Job[Any]] = collections.deque()
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_read, False)
@@ -121,23 +138,21 @@ class Scheduler:
 
     async def run(self, function: Callable[[], T], timeout_ms: int,
                   on_abandoned: Callable[[], None] | None = None,
-                  caller_gone: Callable[[], Awaitable[None]] | None = None) -> T:
+                  caller_gone: Callable[[], Awaitable[None]] | None = None, key: str = "") -> T:
         """``function()`` on a sandbox thread.  If it is abandoned (DeadlineExceeded
         here), ``on_abandoned`` runs on the event loop once it has ended after all.
 
         A job that has not started by its deadline, or whose caller is gone
         (``caller_gone()`` returned) or cancelled, is withdrawn: it never runs.
+        ``key`` names the queue it waits in (its function): see Fairness above.
         """
-        if self._queued >= self.max_queue:
-            raise CapacityExceeded(f"{self._queued} calls are already queued", retry_after=1)
         self._start()
         timeout_s = timeout_ms / 1000 + self.grace_s
         job = _Job(function, trio.lowlevel.current_task(), on_abandoned,
-                   time.perf_counter_ns() + int(timeout_s * 1e9))
+                   time.perf_counter_ns() + int(timeout_s * 1e9), key)
+        self._enqueue(job)
         self.running += 1
-        self._queued += 1
         try:
-            self._jobs.put(job)
             self._doorbell.ring()
             # Spin only while this is the one call in flight: under load the
             # loop has other connections to serve, and one wake-up collects
@@ -166,13 +181,67 @@ class Scheduler:
             self.running -= 1
         raise DeadlineExceeded(f"the function exceeded its timeout of {timeout_ms} ms")
 
+    def _enqueue(self, job: _Job[Any]) -> None:
+        key = job.key
+        with self._claim:
+            if self._queued >= self.max_queue:
+                raise CapacityExceeded(f"{self._queued} calls are already queued", retry_after=1)
+            if self._queued_by_key[key] >= self.max_queued_per_key:
+                raise CapacityExceeded(f"{self._queued_by_key[key]} calls of this function are already queued",
+                                       retry_after=1)
+            queue = self._queues.get(key)
+            if queue is None:
+                queue = self._queues[key] = collections.deque()
+                if self._running_by_key[key] < self.max_running_per_key:
+                    self._turns.append(key)
+            queue.append(job)
+            self._queued += 1
+            self._queued_by_key[key] += 1
+            self._job_ready.notify()
+
+    def _take(self) -> _Job[Any] | None:
+        """The next job to start, functions taking turns (holding _claim); None if none may start."""
+        for _ in range(len(self._turns)):
+            key = self._turns.popleft()
+            queue = self._queues[key]
+            job = queue.popleft()
+            while job.state == _WITHDRAWN:  # its caller had its answer already
+                if not queue:
+                    del self._queues[key]
+                    break
+                job = queue.popleft()
+            else:
+                job.state = _STARTED
+                self._queued -= 1
+                self._queued_by_key[key] -= 1
+                self._running_by_key[key] += 1
+                if not queue:
+                    del self._queues[key]
+                elif self._running_by_key[key] < self.max_running_per_key:
+                    self._turns.append(key)  # to the back: the next job is another function's
+                return job
+        return None
+
+    def _ended(self, key: str) -> None:
+        """A job of ``key`` ended (holding _claim): the function may take its turn again."""
+        self._running_by_key[key] -= 1
+        if not self._running_by_key[key]:
+            del self._running_by_key[key]
+        if key in self._queues and key not in self._turns and \
+                self._running_by_key[key] < self.max_running_per_key:
+            self._turns.append(key)
+            self._job_ready.notify()
+
     def _withdraw(self, job: _Job[Any]) -> bool:
         """Take a job that has not started out of the queue for good; False if a thread has it."""
         with self._claim:
             if job.state != _QUEUED:
                 return job.state == _WITHDRAWN
-            job.state = _WITHDRAWN
+            job.state = _WITHDRAWN  # it stays in its deque until a thread skips it
             self._queued -= 1
+            self._queued_by_key[job.key] -= 1
+            if not self._queued_by_key[job.key]:
+                del self._queued_by_key[job.key]
             return True
 
     async def _withdraw_when_gone(self, job: _Job[Any], caller_gone: Callable[[], Awaitable[None]]) -> None:
@@ -202,19 +271,17 @@ class Scheduler:
 
     def _work(self) -> None:
         while (job := self._next_job()) is not None:
-            with self._claim:
-                if job.state == _WITHDRAWN:
-                    continue  # its caller already had its answer: never start it
-                job.state = _STARTED
-                self._queued -= 1
-                expired = time.perf_counter_ns() > job.deadline_ns
-                self.busy_threads += not expired
-            if expired:  # its caller is about to get 504: not worth starting
+            if time.perf_counter_ns() > job.deadline_ns:  # its caller is about to get 504: not worth starting
                 job.result = outcome.Error(DeadlineExceeded("the call waited in the queue past its deadline"))
+                with self._claim:
+                    self._ended(job.key)
             else:
+                with self._claim:
+                    self.busy_threads += 1
                 job.result = outcome.capture(job.function)
                 with self._claim:
                     self.busy_threads -= 1
+                    self._ended(job.key)
             if job.completion.finish():  # the waiter stopped spinning and parked: wake it
                 self._done.append(job)
                 if not self._wake_pending:
@@ -222,22 +289,24 @@ class Scheduler:
                     os.write(self._wake_write, b"\0")
 
     def _next_job(self) -> _Job[Any] | None:
-        """The next job; one idle thread at a time spins for it a while before blocking."""
+        """The next job (None: close); one idle thread at a time spins for it a while before sleeping."""
         while True:
-            try:
-                return self._jobs.get_nowait()
-            except queue.Empty:
-                pass
-            seen = self._doorbell.rings
-            if not self._jobs.empty():  # queued before ``seen`` was read
-                continue
+            with self._claim:
+                job = self._take()
+                if job is not None or self._closing:
+                    return job
+                seen = self._doorbell.rings
             if self._spinner_idle:
                 self._spinner_idle = False
                 rung = self._doorbell.wait(seen, self._spin_ns)
                 self._spinner_idle = True
                 if rung:
                     continue
-            return self._jobs.get()
+            with self._claim:
+                job = self._take()
+                if job is not None or self._closing:
+                    return job
+                self._job_ready.wait()  # woken by _enqueue, _ended or close
 
     async def _reap(self) -> None:
         while True:
@@ -260,6 +329,7 @@ class Scheduler:
 
     def close(self) -> None:
         """Stop the threads once their current jobs end (abandoned ones may still be running)."""
-        for _ in self._workers:
-            self._jobs.put(None)
+        with self._claim:
+            self._closing = True
+            self._job_ready.notify_all()
         self._workers.clear()

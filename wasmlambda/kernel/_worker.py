@@ -33,6 +33,8 @@ from ._pool import Pool
 from ._registry import COMPILED, Function, Registry
 from ._scheduler import CallerGone, Scheduler
 
+# The scheduler queue deploys wait in (no function can have this name).
+DEPLOYS = "\0deploys"
 # Unpacked packages may be this many times the size of the archive limit.
 _UNPACK_RATIO = 4
 
@@ -86,7 +88,10 @@ class Worker:
         self.keys = InvokeKeys(settings.data_dir / "invoke-keys.json")
         self.grants = NamespaceGrants(settings.data_dir / "namespaces.json")
         self.pool = Pool(settings.memory_budget_mb << 20, settings.idle_timeout_s, settings.max_instances)
-        self.scheduler = Scheduler(settings.sandbox_threads, settings.max_queue, spin_us=settings.spin_us)
+        self.scheduler = Scheduler(
+            settings.sandbox_threads, settings.max_queue, spin_us=settings.spin_us,
+            max_running_per_key=settings.max_running_per_function or max(1, settings.sandbox_threads // 2),
+            max_queued_per_key=settings.max_queued_per_function or max(1, settings.max_queue // 4))
         self.metrics = Metrics()
         self.logs = LogStore(bytes_per_call=settings.max_log_bytes_per_call,
                              bytes_per_function=settings.max_log_bytes_per_function)
@@ -155,7 +160,7 @@ class Worker:
         try:
             result, logs = await self.scheduler.run(
                 lambda: self._run_guest(function, event, context, run, head=head), limits.timeout_ms,
-                bill_late_calls, caller_gone)
+                bill_late_calls, caller_gone, key=name)
         except DeadlineExceeded as exc:
             error, logs = exc, exc.logs
             if run.finished < run.begun:  # abandoned mid-call: billed up to now
@@ -268,7 +273,8 @@ class Worker:
         deadline_ns = time.perf_counter_ns() + timeout_ms * 1_000_000
         async with self._lock_for(name):
             try:
-                function = await self.scheduler.run(lambda: self._build(name, archive, deadline_ns), timeout_ms)
+                function = await self.scheduler.run(lambda: self._build(name, archive, deadline_ns), timeout_ms,
+                                                    key=DEPLOYS)
             except DeadlineExceeded:
                 raise DeployError(f"deploying took longer than the worker's default timeout ({timeout_ms} ms)") \
                     from None
