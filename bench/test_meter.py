@@ -21,7 +21,7 @@ def test_meter_per_call(benchmark, tmp_path: Path) -> None:  # type: ignore[no-u
     metrics = Metrics()
 
     def meter() -> int:
-        usage = Usage("0123456789abcdef", "hello", 1.0, 200, False, 40, 0, 300, 128, 7 << 20, 0, 17, 18)
+        usage = Usage("0123456789abcdef", "hello", 1.0, 200, False, 40, 0, 300, 290, 128, 7 << 20, 0, 17, 18)
         cost = ledger.record(usage, PRICES.quote(usage), NO_CALLEES)
         metrics.record(usage, 350, cost)
         return cost

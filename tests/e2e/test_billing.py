@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -97,7 +98,9 @@ def test_cost_headers_and_explanation(worker: WorkerProcess) -> None:
     for header in COST_HEADERS:
         assert header in reply.headers, header
     billed = int(reply.headers["x-wasmlambda-billed-us"])
-    assert billed == int(reply.headers["x-wasmlambda-restore-us"]) + int(reply.headers["x-wasmlambda-run-us"])
+    assert billed == int(reply.headers["x-wasmlambda-cpu-us"]) > 0
+    # CPU time of restore + run: never more than their wall time (each rounded up to a whole µs).
+    assert billed <= int(reply.headers["x-wasmlambda-restore-us"]) + int(reply.headers["x-wasmlambda-run-us"]) + 2
     assert reply.headers["x-wasmlambda-memory-mb"] == "128"
     assert reply.headers["x-wasmlambda-cost"] == dollars(int(reply.headers["x-wasmlambda-cost-pusd"]))
     explained = worker.request("GET", f"/billing/{reply.headers['x-request-id']}").json()
@@ -186,3 +189,44 @@ def test_explain_command(worker: WorkerProcess) -> None:
     missing = subprocess.run([sys.executable, "-m", "wasmlambda", "explain", "nope"], capture_output=True,
                              text=True, env=env, timeout=60)
     assert missing.returncode == 1 and missing.stderr.startswith("error: NotFound: no invocation")
+
+
+def test_oversubscription_is_not_billed(tmp_path: Path, make_function: FunctionFactory) -> None:
+    # Eight sandbox threads on this machine's cores: under load a call's wall time
+    # grows with everyone else's work; what it is billed for (its CPU time) does not.
+    worker = WorkerProcess(tmp_path / "data", tmp_path / "log", env={
+        "WASMLAMBDA_SANDBOX_THREADS": "8", "WASMLAMBDA_MAX_RUNNING_PER_FUNCTION": "8", "WASMLAMBDA_SPIN_US": "0"})
+    worker.start()
+    try:
+        worker.deploy("crunch", make_function("crunch", """
+            def f(event):
+                total = 0
+                for i in range(1_500_000):
+                    total += i
+                return total
+        """))
+        worker.run("crunch")  # warm
+        alone = [int(worker.run("crunch").headers["x-wasmlambda-billed-us"]) for _ in range(3)]
+        replies: list[Reply] = []
+        lock = threading.Lock()
+
+        def call() -> None:
+            reply = worker.run("crunch", fresh=True)
+            with lock:
+                replies.append(reply)
+
+        threads = [threading.Thread(target=call) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert all(reply.status == 200 for reply in replies)
+        run_wall = statistics.median(int(reply.headers["x-wasmlambda-run-us"]) for reply in replies)
+        billed = statistics.median(int(reply.headers["x-wasmlambda-billed-us"]) for reply in replies)
+        assert run_wall > 2 * statistics.median(alone)  # the threads did wait for cores
+        assert billed < 1.5 * statistics.median(alone)  # and nobody was billed for it
+        rows = {row["request_id"]: row for row in [
+            worker.request("GET", f"/billing/{reply.headers['x-request-id']}").json() for reply in replies]}
+        assert all(row["billed_us"] == row["cpu_us"] for row in rows.values())
+    finally:
+        assert worker.stop() == 0

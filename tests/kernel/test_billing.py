@@ -19,7 +19,9 @@ PRICES = PriceModel(gb_second_pusd=16_666_667, request_pusd=200_000, million_fue
 
 def usage(request_id: str = "r1", function: str = "fn", run_us: int = 412, restore_us: int = 0,
           memory_mb: int = 128, fuel: int = 0, status: int = 200, cold: bool = False, ts: float = 1000.0) -> Usage:
-    return Usage(request_id, function, ts, status, cold, 7, restore_us, run_us, memory_mb, 7 << 20, fuel, 10, 20)
+    # Billed for CPU time: here, as if nothing else ran (CPU time = restore + run).
+    return Usage(request_id, function, ts, status, cold, 7, restore_us, run_us, restore_us + run_us, memory_mb,
+                 7 << 20, fuel, 10, 20)
 
 
 @pytest.mark.parametrize(

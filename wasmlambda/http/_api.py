@@ -174,14 +174,15 @@ class Api:
         if record is None:
             raise NotFound(f"no invocation with request id {request_id!r} in the ledger")
         usage = Usage(record["request_id"], record["function"], record["ts"], record["status"], bool(record["cold"]),
-                      record["queue_us"], record["restore_us"], record["run_us"], record["memory_mb"],
+                      record["queue_us"], record["restore_us"], record["run_us"], record["cpu_us"],
+                      record["memory_mb"],
                       record["peak_memory_bytes"], record["fuel"], record["bytes_in"], record["bytes_out"])
         prices = self.worker.prices
         return Response.json(200, {
             **record,
             "cold": usage.cold,
             "phases_us": {"queue": usage.queue_us, "restore": usage.restore_us, "run": usage.run_us,
-                          "billed": usage.billed_us},
+                          "cpu": usage.cpu_us, "billed": usage.billed_us},
             "price_lines": prices.explain(usage) + ([{
                 "item": "nested calls", "cost_pusd": record["nested_cost_pusd"],
                 "formula": f"{record['nested_calls']} call(s) made with wasmlambda_guest.invoke/map"}]
@@ -226,6 +227,7 @@ def run_response(invocation: Invocation, with_logs: bool = False) -> Response:
         (b"x-wasmlambda-queue-us", b"%d" % usage.queue_us),
         (b"x-wasmlambda-restore-us", b"%d" % usage.restore_us),
         (b"x-wasmlambda-run-us", b"%d" % usage.run_us),
+        (b"x-wasmlambda-cpu-us", b"%d" % usage.cpu_us),
     ]
     if invocation.cost_pusd is not None:
         meta += [

@@ -41,12 +41,17 @@ _BILLS_LOCK = threading.Lock()
 class Bill:
     """What a call's nested calls cost; callees may add from several threads."""
 
-    __slots__ = ("_ids", "calls", "totals")
+    __slots__ = ("_ids", "calls", "inline_cpu_ns", "thread", "totals")
 
     def __init__(self) -> None:
         self._ids = itertools.count(1)
         self.calls = 0
         self.totals: Quote = (0, 0, 0, 0)
+        # Set by the call's own sandbox thread: nested calls that ran on that
+        # thread (invoke, not map) add their CPU time here, and the call's own
+        # CPU time leaves it out (it is on their bills).
+        self.thread = 0
+        self.inline_cpu_ns = 0
 
     def next_id(self) -> int:
         return next(self._ids)  # atomic: itertools.count is C code under the GIL

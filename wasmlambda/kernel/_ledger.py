@@ -32,7 +32,8 @@ import trio
 from ._composition import Bill, Quote
 from ._meter import Usage
 
-COLUMNS = ("request_id", "function", "ts", "status", "cold", "queue_us", "restore_us", "run_us", "billed_us",
+COLUMNS = ("request_id", "function", "ts", "status", "cold", "queue_us", "restore_us", "run_us", "cpu_us",
+           "billed_us",
            "memory_mb", "peak_memory_bytes", "fuel", "bytes_in", "bytes_out", "cost_pusd", "memory_cost_pusd",
            "cost_1ms_pusd", "cost_100ms_pusd", "nested_calls", "nested_cost_pusd")
 GROUPS = {"fn": "function", "minute": "CAST(ts / 60 AS INTEGER) * 60", "hour": "CAST(ts / 3600 AS INTEGER) * 3600"}
@@ -88,7 +89,7 @@ class Ledger:
         cost, memory_cost, at_1ms, at_100ms = nested.with_own(quote)
         self._pending.append((
             usage.request_id, usage.function, usage.started_at, usage.status, int(usage.cold), usage.queue_us,
-            usage.restore_us, usage.run_us, usage.billed_us, usage.memory_mb, usage.peak_memory_bytes,
+            usage.restore_us, usage.run_us, usage.cpu_us, usage.billed_us, usage.memory_mb, usage.peak_memory_bytes,
             usage.fuel, usage.bytes_in, usage.bytes_out, cost, memory_cost, at_1ms, at_100ms,
             nested.calls, nested.totals[0],
         ))

@@ -2,9 +2,18 @@
 
 Theory of operation: the worker measures each call in phases (queue wait,
 restore on a cold start, handler run) with the monotonic nanosecond clock,
-and reads the instance's linear memory size (memory only grows, so the
-size after the call is the call's peak) and, when enabled, the fuel it
-burned.  Billed time is restore + run, in whole microseconds, at least 1.
+the CPU time its sandbox thread spent on restore + run, and reads the
+instance's linear memory size (memory only grows, so the size after the
+call is the call's peak) and, when enabled, the fuel it burned.
+
+Billed time is that CPU time, in whole microseconds, at least 1: not the
+wall clock, which also counts the time the thread waited for a core.  With
+more sandbox threads than cores, a call's wall time grows with everyone
+else's load; its CPU time does not, so no tenant pays for the worker's
+oversubscription.  Waiting (``time.sleep``, a slow state backend) is not
+billed either; it still counts against the timeout.  Calls a handler makes
+with ``invoke`` run on its own thread: their CPU is billed to them, not
+twice (see ``Bill.inline_cpu_ns``).
 
 Money is an integer number of pico-dollars (p$ = 1e-12 USD): the price of a
 call is ``memory_mb * billed_us * price_gb_second // (1024 * 10**6)`` plus
@@ -41,8 +50,9 @@ class Usage(NamedTuple):
     status: int
     cold: bool
     queue_us: int
-    restore_us: int
-    run_us: int
+    restore_us: int  # wall clock
+    run_us: int  # wall clock
+    cpu_us: int  # CPU time of the call's thread over restore + run: what is billed
     memory_mb: int  # reserved: the function's limit, what is billed
     peak_memory_bytes: int
     fuel: int
@@ -51,7 +61,7 @@ class Usage(NamedTuple):
 
     @property
     def billed_us(self) -> int:
-        return self.restore_us + self.run_us or 1  # at least 1 (both are >= 0); read ~3 times per call
+        return self.cpu_us or 1  # at least 1; read ~3 times per call
 
 
 def microseconds(start_ns: int, end_ns: int) -> int:

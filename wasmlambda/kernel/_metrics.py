@@ -51,7 +51,8 @@ class Metrics:
             out.append(f'wasmlambda_invocations_total{{function="{fn}",status="{status}"}} {count}')
         for name, field, help_text in (
             ("wasmlambda_cold_starts_total", "cold_starts", "Calls that restored a snapshot or started a module."),
-            ("wasmlambda_billed_microseconds_total", "billed_us_total", "Billed time (restore + run) in microseconds."),
+            ("wasmlambda_billed_microseconds_total", "billed_us_total",
+             "Billed time (CPU time of restore + run) in microseconds."),
             ("wasmlambda_cost_picodollars_total", "cost_pusd_total", "Cost charged, in pico-dollars (1e-12 USD)."),
         ):
             family(name, "counter", help_text)

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import os
 import shutil
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -42,11 +43,13 @@ _UNPACK_RATIO = 4
 class _Run:
     """What one guest call did, measured on the thread that ran it (perf_counter_ns stamps)."""
 
-    __slots__ = ("arrived", "begun", "cold", "finished", "fuel", "peak_memory", "response_settings", "restored",
-                 "started")
+    __slots__ = ("arrived", "begun", "cold", "cpu_ns", "finished", "fuel", "peak_memory", "response_settings",
+                 "restored", "started", "thread_cpu_ns")
 
     def __init__(self, arrived: int) -> None:
         self.arrived = self.begun = self.restored = self.finished = arrived
+        self.thread_cpu_ns = 0  # the thread's CPU time over restore + run, nested calls on it included
+        self.cpu_ns = 0  # the same without the nested calls: what this call is billed for
         self.started = self.cold = False
         self.peak_memory = self.fuel = 0
         self.response_settings: dict[str, Any] | None = None
@@ -202,6 +205,8 @@ class Worker:
             result, logs = self._run_guest(function, event, context, run, timeout_ms)
         except WasmLambdaError as exc:
             error, logs = exc, exc.logs
+        if parent.bill.thread == threading.get_ident():  # ran inline, inside the caller's CPU time
+            parent.bill.inline_cpu_ns += run.thread_cpu_ns
         self._account(function, context, run, event, result, error, self.logs.clip(logs), parent.bill)
         if error is not None:
             raise ServiceFailure(f"{name}: {type(error).__name__}: {error}")
@@ -216,7 +221,10 @@ class Worker:
         returns (or closes) its own instance."""
         key = (function.name, function.version)
         run.started = True
+        bill = context.bill
+        bill.thread = threading.get_ident()
         run.begun = run.restored = time.perf_counter_ns()
+        cpu_start = time.thread_time_ns()  # (inside the wall-clock span: CPU time never exceeds it)
         instance = self.pool.acquire(key)
         try:
             if instance is None:
@@ -231,7 +239,9 @@ class Worker:
                 return result
             finally:
                 self.services.bind(caller)
+                run.thread_cpu_ns = time.thread_time_ns() - cpu_start
                 run.finished = time.perf_counter_ns()
+                run.cpu_ns = max(run.thread_cpu_ns - bill.inline_cpu_ns, 0)
                 if self.ledger is not None:
                     run.peak_memory, run.fuel = instance.memory_size(), instance.fuel_used
         finally:
@@ -246,7 +256,8 @@ class Worker:
         A call that never started costs nothing and has no ledger row."""
         usage = Usage(context.request_id, function.name, time.time(), 200 if error is None else error.status,
                       run.cold, microseconds(run.arrived, run.begun), microseconds(run.begun, run.restored),
-                      microseconds(run.restored, run.finished), function.spec.limits.memory_mb, run.peak_memory,
+                      microseconds(run.restored, run.finished), microseconds(0, run.cpu_ns),
+                      function.spec.limits.memory_mb, run.peak_memory,
                       run.fuel, len(event), len(result) if result is not None else 0)
         own = cost = None
         if self.ledger is not None and not run.started:
