@@ -12,7 +12,7 @@ done
 command -v npm >/dev/null || missing+=(nodejs npm)
 
 # `apt-get source` needs a deb-src entry. bookworm-security is left out on purpose:
-# its newest python3.11 source 404s on the mirror (see shared notes).
+# its newest python3.11 source was missing from the mirror when this was written.
 src_list=/etc/apt/sources.list.d/wasmlambda-src.sources
 need_src=0
 grep -rqs '^Types:.*deb-src' /etc/apt/sources.list.d/ /etc/apt/sources.list || need_src=1

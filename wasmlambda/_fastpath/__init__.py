@@ -1,4 +1,4 @@
-"""Cython twins of hot pure-Python modules (DESIGN.md §6).
+"""Cython twins of hot pure-Python modules (docs/architecture.md, "The fast path and its twins").
 
 :func:`pick` returns the compiled twin unless ``WASMLAMBDA_NO_EXTENSIONS=1``.
 An extension that was built but fails to import is an error, never a silent

@@ -12,6 +12,8 @@ small JSON files in the data dir (mode 0600, replaced atomically):
   key-value namespace is private to it.  Shared state lives only in
   namespaces named ``shared:<name>``, and the operator grants each one to
   the functions that may use it; a tenant's package cannot grant anything.
+
+The security model as a whole: docs/security.md.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 This is what the HTTP API calls.  It owns the registry (code on disk), the
 warm pool and the scheduler, and it is the only place that decides between
-a warm instance and a cold restore.
+a warm instance and a cold restore.  A request's whole path through the
+layers is described in docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ guest memory; the response's first byte says success (``0``) or failure
 (``E`` + JSON), and anything after a NUL is the call's logs (the protocol is
 spelled out in runtimes/python/guest/_wl_runtime.py).  Traps are translated into the error tree here and nowhere
 else.  After any trap the instance is dead and must not be reused.
+The whole ABI, with the snapshot format, is in docs/guest-abi.md.
 
 An instance is used by one thread at a time; it may move between threads.
 """

@@ -10,7 +10,7 @@ Applying a delta is a memcpy per range with no checks (the hot path of a
 cold start), so loading checks everything once: the digest (a damaged or
 truncated file is refused, not applied), and that every range lies inside
 the memory the snapshot declares and the payload holds exactly the bytes
-the ranges name.
+the ranges name.  (docs/guest-abi.md, "Snapshots".)
 """
 
 from __future__ import annotations
