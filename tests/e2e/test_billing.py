@@ -130,8 +130,11 @@ def test_kill_9_loses_at_most_the_last_batch(tmp_path: Path) -> None:
     worker = WorkerProcess(tmp_path / "data", tmp_path / "log", env={"WASMLAMBDA_LEDGER_FLUSH_MS": "1500"})
     worker.start("--deploy", str(EXAMPLES / "hello"))
     flushed = run_many(worker, 200)
-    time.sleep(2.5)  # at least one flush
-    unflushed = run_many(worker, 5)
+    deadline = time.monotonic() + 10
+    while ledger_ids(worker) != set(flushed):  # until a flush has written them all
+        assert time.monotonic() < deadline, "the ledger was never flushed"
+        time.sleep(0.01)
+    unflushed = run_many(worker, 5)  # well inside the next 1.5 s batch
     assert worker.stop(signal.SIGKILL) == -signal.SIGKILL
     assert ledger_ids(worker) == set(flushed)  # every flushed call, none of the last batch
     assert not set(unflushed) & ledger_ids(worker)

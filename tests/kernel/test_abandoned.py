@@ -64,9 +64,11 @@ def test_nested_calls_ending_after_a_504_are_billed(runtime_image: RuntimeImage,
             assert worker.ledger is not None
             row = await worker.ledger.find(answered.request_id)
             assert row is not None and row["cost_pusd"] == answered.cost_pusd and row["nested_calls"] == 0
-            await trio.sleep(0.6)  # the stall ends, the callee and then the caller trap at the deadline
-            row = await worker.ledger.find(answered.request_id)
-            assert row is not None and row["nested_calls"] == 1 and row["nested_cost_pusd"] > 0
+            # The stall ends, the callee and then the caller trap at the deadline: the row is rewritten.
+            with trio.fail_after(10):
+                while (row := await worker.ledger.find(answered.request_id)) is None or not row["nested_calls"]:
+                    await trio.sleep(0.01)
+            assert row["nested_calls"] == 1 and row["nested_cost_pusd"] > 0
             assert row["cost_pusd"] == answered.cost_pusd + row["nested_cost_pusd"]
         finally:
             worker.close()
