@@ -168,6 +168,10 @@ def _checked_path(name: str) -> PurePosixPath:
     path = PurePosixPath(name)
     if path.is_absolute() or ".." in path.parts or "\0" in name:
         raise DeployError(f"unsafe path in package: {name!r}")
+    try:
+        name.encode()
+    except UnicodeEncodeError:  # tarfile hands undecodable bytes over as surrogates
+        raise DeployError(f"path in package is not UTF-8: {name!r}") from None
     if len(name.encode()) > MAX_PATH_BYTES or any(len(part.encode()) > MAX_NAME_BYTES for part in path.parts):
         raise DeployError(f"path too long in package: {name[:80]!r}... (at most {MAX_PATH_BYTES} bytes, "
                           f"{MAX_NAME_BYTES} per name)")
