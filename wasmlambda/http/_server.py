@@ -79,11 +79,12 @@ class ServerLimits(NamedTuple):
 class _Gate:
     """What all connections hold together: their number and the request bytes they buffer."""
 
-    __slots__ = ("buffered", "connections", "limits")
+    __slots__ = ("buffered", "connections", "limits", "refusing")
 
     def __init__(self, limits: ServerLimits) -> None:
         self.limits = limits
         self.connections = 0
+        self.refusing = 0  # connections being answered 503 (briefly)
         self.buffered = 0
 
     def take(self, count: int) -> None:
@@ -114,6 +115,7 @@ class _Holding:
 
 _ACCEPT_CAPACITY_ERRORS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
 _ACCEPT_REPORT_EVERY_S = 60
+_MAX_REFUSING = 256
 _OVERLOADED = serialize_response(503, [(b"retry-after", b"1"), (b"content-type", b"application/json")],
                                  b'{"error":{"type":"CapacityExceeded","message":"too many open connections"}}\n',
                                  False)
@@ -149,23 +151,30 @@ async def _accept(listener: trio.SocketListener, nursery: trio.Nursery,
             await trio.sleep(backoff)
             continue
         backoff = 0.0
-        if gate.connections >= gate.limits.max_connections:
-            nursery.start_soon(_refuse, stream)
-        else:
+        if gate.connections < gate.limits.max_connections:
+            gate.connections += 1  # counted from the accept: a burst cannot overshoot the cap
             nursery.start_soon(handler, stream)
+        elif gate.refusing < _MAX_REFUSING:
+            gate.refusing += 1
+            nursery.start_soon(_refuse, stream, gate)
+        else:  # a flood: not even an answer
+            with contextlib.suppress(OSError):
+                stream.socket.close()
 
 
-async def _refuse(stream: trio.SocketStream) -> None:
-    with trio.move_on_after(1), contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-        async with stream:
-            await stream.send_all(_OVERLOADED)
-            await _linger(stream)
+async def _refuse(stream: trio.SocketStream, gate: _Gate) -> None:
+    try:
+        with trio.move_on_after(1), contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            async with stream:
+                await stream.send_all(_OVERLOADED)
+                await _linger(stream)
+    finally:
+        gate.refusing -= 1
 
 
 async def _serve_connection(api: Api, loop: Callable[[Api, trio.SocketStream, _Gate], Awaitable[None]],
                             gate: _Gate, stream: trio.SocketStream) -> None:
     # One connection's bug must never take the listener (and the worker) down.
-    gate.connections += 1
     try:
         async with stream:
             await loop(api, stream, gate)
