@@ -188,7 +188,8 @@ def verdict(samples: list[dict[str, float]], key: str, tolerance: float) -> tupl
 def render(samples: list[dict[str, float]], capacity: float, target: float, results: Counter[int],
            minutes: float) -> str:
     seconds = samples[-1]["t_s"] or 1
-    lines = [f"Soak: after a warm-up at full load, {minutes:g} min at 80 % of capacity ({target:,.0f} of {capacity:,.0f} req/s, {CLIENTS} "
+    lines = [f"Soak: after a warm-up at full load, {minutes:g} min at 80 % of capacity "
+             f"({target:,.0f} of {capacity:,.0f} req/s, {CLIENTS} "
              f"keep-alive http.client clients); answered {sum(results.values()):,} "
              f"({sum(results.values()) / seconds:,.0f}/s) by status: "
              + ", ".join(f"{status or 'no answer'}: {count:,}" for status, count in sorted(results.items())), "",
