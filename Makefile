@@ -50,6 +50,8 @@ bench: setup
 		.benchmarks/deadline.md .benchmarks/metering.md .benchmarks/composition.md .benchmarks/invoke.md
 
 fuzz: setup
+	$(BIN)/python bench/fuzz_parsers.py parser -runs=$${FUZZ_PARSER_RUNS:-500000}
+	$(BIN)/python bench/fuzz_parsers.py package -runs=$${FUZZ_PACKAGE_RUNS:-50000}
 	$(BIN)/python bench/fuzz.py --inputs $${FUZZ_INPUTS:-1000000}
 
 soak: setup
