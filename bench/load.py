@@ -43,9 +43,9 @@ BODY = b'{"name": "alice"}'
 EXPECTED = b'{"hello": "alice"}'
 
 
-def start_server(command: list[str], env: dict[str, str] | None = None,
-                 stderr: Any = subprocess.DEVNULL) -> tuple[subprocess.Popen[str], int]:
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=REPO,
+def start_server(command: list[str], env: dict[str, str] | None = None, stderr: Any = subprocess.DEVNULL,
+                 cwd: Path = REPO) -> tuple[subprocess.Popen[str], int]:
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=cwd,
                                env={**os.environ, "WASMLAMBDA_ADMIN_TOKEN": ADMIN_TOKEN, **(env or {})})
     assert process.stdout is not None
     for line in process.stdout:
