@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,14 @@ from guest_sdk import build_bytes
 from wasmlambda import _admin_token as admin_token
 
 STARTUP_TIMEOUT_S = 60
+
+
+def wait_until(condition: Callable[[], object], timeout_s: float = 10, what: str = "the condition") -> None:
+    """Poll ``condition`` until it is true; fail after ``timeout_s`` (never a bare sleep)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} not reached within {timeout_s} s"
+        time.sleep(0.01)
 
 
 class Reply:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from ..conftest import EXAMPLES, FunctionFactory
-from .conftest import Reply, WorkerProcess
+from .conftest import Reply, WorkerProcess, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -30,20 +29,14 @@ def test_a_slow_import_stops_at_the_deploy_deadline(tmp_path: Path, make_functio
             queue: dict[str, int] = worker.request("GET", "/stats").json()["queue"]
             return queue
 
-        deadline = time.monotonic() + 10
-        while stats()["busy_threads"] < 1:  # the import is running
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_until(lambda: stats()["busy_threads"] >= 1, what="the import running")
         # Another function deploys meanwhile: no global lock holds it behind the slow one.
         assert worker.deploy("hello", EXAMPLES / "hello").status == 201
         assert deploying.is_alive()
         deploying.join(timeout=30)
         assert replies[0].status == 400 and "took longer" in replies[0].error["message"]
         # The import was stopped with the deploy, not left running on a sandbox thread.
-        deadline = time.monotonic() + 5
-        while stats()["busy_threads"] != 0:
-            assert time.monotonic() < deadline, "the abandoned import is still running"
-            time.sleep(0.01)
+        wait_until(lambda: stats()["busy_threads"] == 0, 5, "the abandoned import's end")
         assert worker.request("GET", "/registry/slow").status == 404
         assert worker.run("hello", {"name": "x"}).json() == {"hello": "x"}
     finally:

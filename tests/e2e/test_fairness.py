@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from ..conftest import EXAMPLES, FunctionFactory
-from .conftest import Reply, WorkerProcess
+from .conftest import Reply, WorkerProcess, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -17,10 +16,7 @@ NOISY = "def f(event):\n    total = 0\n    for i in range(2_000_000):\n        t
 
 
 def wait_for_queue(worker: WorkerProcess, waiting: int) -> None:
-    deadline = time.monotonic() + 30
-    while worker.request("GET", "/stats").json()["queue"]["waiting"] < waiting:
-        assert time.monotonic() < deadline, "the calls never queued"
-        time.sleep(0.005)
+    wait_until(lambda: worker.request("GET", "/stats").json()["queue"]["waiting"] >= waiting, 30, "the queue")
 
 
 def test_a_quiet_function_is_not_queued_behind_a_noisy_one(tmp_path: Path, make_function: FunctionFactory) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ..conftest import EXAMPLES
-from .conftest import WorkerProcess
+from .conftest import WorkerProcess, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -106,9 +106,8 @@ def test_connections_past_the_cap_get_503(strict_worker: WorkerProcess) -> None:
         for connection in held:
             connection.close()
     # Once they are gone, new clients are served again.
-    deadline = time.monotonic() + 10
-    while strict_worker.request("GET", "/status", fresh=True, admin=False).status != 200:
-        assert time.monotonic() < deadline
+    wait_until(lambda: strict_worker.request("GET", "/status", fresh=True, admin=False).status == 200,
+               what="a new client served")
 
 
 def test_request_bytes_in_flight_are_capped(strict_worker: WorkerProcess) -> None:
@@ -139,22 +138,20 @@ def test_running_out_of_descriptors_is_survived_quietly(tmp_path: Path) -> None:
         clients = [socket.create_connection(("127.0.0.1", worker.port)) for _ in range(300)]
         try:
             # The worker accepts until it runs out of descriptors, then backs off.
-            deadline = time.monotonic() + 10
-            while "cannot accept connections" not in worker.log_path.read_text():
-                assert time.monotonic() < deadline, worker.log_path.read_text()
-                time.sleep(0.05)
+            wait_until(lambda: "cannot accept connections" in worker.log_path.read_text(),
+                       what="running out of descriptors")
             time.sleep(1)  # what a flood would fill the log with: a line every 100 ms
         finally:
             for client in clients:
                 client.close()
-        deadline = time.monotonic() + 15
-        while True:  # the connections drain, the worker serves again
+
+        def serves() -> bool:
             try:
-                if worker.run("echo", 3, fresh=True).status == 200:
-                    break
+                return worker.run("echo", 3, fresh=True).status == 200
             except OSError:
-                pass
-            assert time.monotonic() < deadline
+                return False
+
+        wait_until(serves, 15, "serving again")  # the connections drain
         log = worker.log_path.read_text()
         assert log.count("Too many open files") == 1 and "Traceback" not in log, log
     finally:

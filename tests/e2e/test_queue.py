@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ..conftest import FunctionFactory
-from .conftest import Reply, WorkerProcess
+from .conftest import Reply, WorkerProcess, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -41,15 +41,8 @@ def occupy_the_thread(worker: WorkerProcess) -> threading.Thread:
     replies: list[Reply] = []
     thread = threading.Thread(target=lambda: replies.append(worker.run("blocker", fresh=True)))
     thread.start()
-    poll(lambda: worker.request("GET", "/stats").json()["queue"]["running"] == 1)
+    wait_until(lambda: worker.request("GET", "/stats").json()["queue"]["running"] == 1)
     return thread
-
-
-def poll(condition: object, timeout_s: float = 10) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.01)
 
 
 def test_a_call_that_timed_out_in_the_queue_never_runs(one_thread_worker: WorkerProcess) -> None:
@@ -73,10 +66,10 @@ def test_a_call_whose_caller_left_never_runs(one_thread_worker: WorkerProcess) -
     body = json.dumps(None).encode()
     with socket.create_connection(("127.0.0.1", worker.port)) as client:
         client.sendall(b"POST /run/patient HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
-        poll(lambda: worker.request("GET", "/stats").json()["queue"]["waiting"] == 1)
+        wait_until(lambda: worker.request("GET", "/stats").json()["queue"]["waiting"] == 1)
     # The server notices the closed connection and withdraws the call at once
     # (its own deadline is 30 s away).
-    poll(lambda: worker.request("GET", "/stats").json()["queue"]["waiting"] == 0, timeout_s=BLOCK_S / 2)
+    wait_until(lambda: worker.request("GET", "/stats").json()["queue"]["waiting"] == 0, timeout_s=BLOCK_S / 2)
     assert blocker.is_alive()
     blocker.join()
     assert worker.run("patient").json() == 1
