@@ -85,10 +85,10 @@ def add_remote_commands(commands: Any) -> None:
 
 
 def _client(args: argparse.Namespace) -> WorkerClient:
-    token = args.token or os.environ.get("WASMLAMBDA_ADMIN_TOKEN")
-    if not token:
-        token = _admin_token.read(load_settings().data_dir)
-    return WorkerClient(args.url, token=token)
+    if args.token:
+        return WorkerClient(args.url, token=args.token)
+    settings = load_settings()  # WASMLAMBDA_ADMIN_TOKEN (and a config file) land in admin_token
+    return WorkerClient(args.url, token=settings.admin_token or _admin_token.read(settings.data_dir))
 
 
 def _deploy(args: argparse.Namespace) -> int:

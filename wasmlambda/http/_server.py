@@ -116,9 +116,8 @@ class _Holding:
 _ACCEPT_CAPACITY_ERRORS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
 _ACCEPT_REPORT_EVERY_S = 60
 _MAX_REFUSING = 256
-_OVERLOADED = serialize_response(503, [(b"retry-after", b"1"), (b"content-type", b"application/json")],
-                                 b'{"error":{"type":"CapacityExceeded","message":"too many open connections"}}\n',
-                                 False)
+_OVERLOADED_RESPONSE = Response.error(503, "CapacityExceeded", "too many open connections", [(b"retry-after", b"1")])
+_OVERLOADED = serialize_response(503, _OVERLOADED_RESPONSE.headers, _OVERLOADED_RESPONSE.body, False)
 
 
 async def serve(api: Api, listeners: list[trio.SocketListener], protocol: str = "fast",

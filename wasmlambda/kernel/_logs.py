@@ -63,10 +63,11 @@ class LogStore:
              limit: int = MAX_PAGE_LINES) -> list[dict[str, Any]]:
         """Up to ``limit`` lines after ``since`` (oldest first)."""
         page: list[dict[str, Any]] = []
+        limit = min(limit, MAX_PAGE_LINES)
         for seq, stamp, rid, line in self._lines.get(name, ()):
             if seq > since and (request_id is None or rid == request_id):
                 page.append({"seq": seq, "time": stamp, "request_id": rid, "line": line})
-                if len(page) >= min(limit, MAX_PAGE_LINES):
+                if len(page) >= limit:
                     break
         return page
 

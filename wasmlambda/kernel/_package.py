@@ -169,10 +169,10 @@ def _checked_path(name: str) -> PurePosixPath:
     if path.is_absolute() or ".." in path.parts or "\0" in name:
         raise DeployError(f"unsafe path in package: {name!r}")
     try:
-        name.encode()
+        encoded = name.encode()
     except UnicodeEncodeError:  # tarfile hands undecodable bytes over as surrogates
         raise DeployError(f"path in package is not UTF-8: {name!r}") from None
-    if len(name.encode()) > MAX_PATH_BYTES or any(len(part.encode()) > MAX_NAME_BYTES for part in path.parts):
+    if len(encoded) > MAX_PATH_BYTES or any(len(part.encode()) > MAX_NAME_BYTES for part in path.parts):
         raise DeployError(f"path too long in package: {name[:80]!r}... (at most {MAX_PATH_BYTES} bytes, "
                           f"{MAX_NAME_BYTES} per name)")
     return PurePosixPath(*[part for part in path.parts if part != "."])
@@ -192,9 +192,8 @@ def _unpacking(name: str) -> Iterator[None]:
 
 def _copy(source: IO[bytes], target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("xb") as file:
-        while chunk := source.read(_CHUNK):
-            file.write(chunk)
+    with target.open("xb") as file:  # exclusive: a second member of the same name is a clash
+        shutil.copyfileobj(source, file, _CHUNK)
 
 
 def _package_root(unpacked: Path) -> Path:

@@ -62,6 +62,14 @@ T = TypeVar("T")
 LOOP_SPIN_FACTOR = 4
 
 
+def _count_down(counts: collections.Counter[str], key: str) -> None:
+    """One less for ``key``; at zero the key goes (a counter per function ever seen would only grow)."""
+    if counts[key] > 1:
+        counts[key] -= 1
+    else:
+        del counts[key]
+
+
 def _loop_epoll_fd() -> int:
     """Trio's epoll descriptor (readable when the loop has I/O to serve), or -1.
 
@@ -213,7 +221,7 @@ class Scheduler:
             else:
                 job.state = _STARTED
                 self._queued -= 1
-                self._queued_by_key[key] -= 1
+                _count_down(self._queued_by_key, key)
                 self._running_by_key[key] += 1
                 if not queue:
                     del self._queues[key]
@@ -224,9 +232,7 @@ class Scheduler:
 
     def _ended(self, key: str) -> None:
         """A job of ``key`` ended (holding _claim): the function may take its turn again."""
-        self._running_by_key[key] -= 1
-        if not self._running_by_key[key]:
-            del self._running_by_key[key]
+        _count_down(self._running_by_key, key)
         if key in self._queues and key not in self._turns and \
                 self._running_by_key[key] < self.max_running_per_key:
             self._turns.append(key)
@@ -239,9 +245,7 @@ class Scheduler:
                 return job.state == _WITHDRAWN
             job.state = _WITHDRAWN  # it stays in its deque until a thread skips it
             self._queued -= 1
-            self._queued_by_key[job.key] -= 1
-            if not self._queued_by_key[job.key]:
-                del self._queued_by_key[job.key]
+            _count_down(self._queued_by_key, job.key)
             return True
 
     async def _withdraw_when_gone(self, job: _Job[Any], caller_gone: Callable[[], Awaitable[None]]) -> None:

@@ -175,8 +175,7 @@ class Worker:
             error, logs = ClientGone("the caller left before its call started"), ""
         if not run.started:  # withdrawn from the queue: it waited, nothing ran
             run.begun = run.restored = run.finished = time.perf_counter_ns()
-        logs = self.logs.clip(logs)
-        usage, cost = self._account(function, context, run, event, result, error, logs)
+        usage, cost, logs = self._account(function, context, run, event, result, error, logs)
         answered.append(usage)  # before any await: the scheduler calls back only after one
         return Invocation(usage, microseconds(arrived, time.perf_counter_ns()), cost, result, error, logs,
                           context.bill.calls, run.response_settings)
@@ -208,7 +207,7 @@ class Worker:
             error, logs = exc, exc.logs
         if parent.bill.thread == threading.get_ident():  # ran inline, inside the caller's CPU time
             parent.bill.inline_cpu_ns += run.thread_cpu_ns
-        self._account(function, context, run, event, result, error, self.logs.clip(logs), parent.bill)
+        self._account(function, context, run, event, result, error, logs, parent.bill)
         if error is not None:
             raise ServiceFailure(f"{name}: {type(error).__name__}: {error}")
         assert result is not None
@@ -251,10 +250,12 @@ class Worker:
             self.pool.release(key, instance, function.spec.isolation == "warm")
 
     def _account(self, function: Function, context: CallContext, run: _Run, event: bytes, result: bytes | None,
-                 error: WasmLambdaError | None, logs: str, parent: Bill | None = None) -> tuple[Usage, int | None]:
-        """Meter one call. A nested call's cost (with its own callees') goes onto
-        its parent's bill; a request's ledger row and cost include its callees.
-        A call that never started costs nothing and has no ledger row."""
+                 error: WasmLambdaError | None, logs: str, parent: Bill | None = None
+                 ) -> tuple[Usage, int | None, str]:
+        """Meter one call and keep its output. A nested call's cost (with its own
+        callees') goes onto its parent's bill; a request's ledger row and cost
+        include its callees. A call that never started costs nothing and has no
+        ledger row. Returns the usage, the cost and the output as kept (clipped)."""
         usage = Usage(context.request_id, function.name, time.time(), 200 if error is None else error.status,
                       run.cold, microseconds(run.arrived, run.begun), microseconds(run.begun, run.restored),
                       microseconds(run.restored, run.finished), microseconds(0, run.cpu_ns),
@@ -271,9 +272,10 @@ class Worker:
             else:
                 cost = self.ledger.record(usage, quote, context.bill)
         self.metrics.record(usage, microseconds(run.arrived, time.perf_counter_ns()), own or 0)
+        logs = self.logs.clip(logs)
         if logs:
             self.logs.append(function.name, context.request_id, logs)
-        return usage, cost
+        return usage, cost, logs
 
     # -- deploying --------------------------------------------------------
 
