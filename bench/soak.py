@@ -13,11 +13,16 @@ descriptors and threads (from /proc) and its warm and busy instances (from
 
 Warm-up: the worker keeps high-water marks by design: sandbox threads are
 started as concurrency first reaches them, and each new peak of live
-instances makes one more pooled memory slot resident (~7.2 MiB, the
-snapshot), all bounded by the settings.  So before the soak the mix runs
-for ``--warmup`` seconds with twice the clients, as fast as they can, to
-reach those marks; "flat" then means no figure grows beyond noise from the
-soak's first minute to its end.
+instances makes one more pooled memory slot resident (~6.7 MiB, the
+runtime's memory image; a freed slot stays mapped for the next instance),
+all bounded by the settings.  A function keeps as many warm instances as it
+ever ran at once (at most ``max_running_per_function``), so the peak grows
+whenever one function reaches a new concurrency, which under a random mix
+can take hours.  The warm-up therefore runs each function alone at its cap
+for 5 s, then the mix for ``--warmup`` seconds with twice the clients, as
+fast as they can; "flat" then means no figure grows beyond noise from the
+soak's first minute to its end.  The table shows the slots' resident memory
+and the live-instance peak beside RSS, so growth can be told apart.
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ FUNCTIONS = {
 # How often each is called, per 20 requests.
 MIX = ["hello"] * 6 + ["echo"] * 5 + ["compute"] * 3 + ["counter"] * 3 + ["boom"] * 2 + ["slow"]
 CLIENTS = 8
+# The worker's default max_running_per_function (half of its 16 sandbox threads).
+RUNNING_PER_FUNCTION = 8
 
 
 def deploy(port: int, scratch: Path) -> None:
@@ -73,9 +80,10 @@ def deploy(port: int, scratch: Path) -> None:
 class Client(threading.Thread):
     """One keep-alive client sending the mix, as fast as it can or every ``period_s``."""
 
-    def __init__(self, port: int, index: int, stop: threading.Event, period_s: float = 0.0) -> None:
+    def __init__(self, port: int, index: int, stop: threading.Event, period_s: float = 0.0,
+                 mix: list[str] = MIX) -> None:
         super().__init__(daemon=True)
-        self.port, self.index, self.stop, self.period_s = port, index, stop, period_s
+        self.port, self.index, self.stop, self.period_s, self.mix = port, index, stop, period_s, mix
         self.statuses: Counter[int] = Counter()
 
     def run(self) -> None:
@@ -84,7 +92,7 @@ class Client(threading.Thread):
         sent = 0
         next_at = time.monotonic()
         while not self.stop.is_set():
-            name = MIX[(sent * 7 + self.index) % len(MIX)]
+            name = self.mix[(sent * 7 + self.index) % len(self.mix)]
             try:
                 connection.request("POST", f"/run/{name}", bodies[name])
                 response = connection.getresponse()
@@ -105,9 +113,10 @@ class Client(threading.Thread):
         connection.close()
 
 
-def run_clients(port: int, seconds: float, period_s: float = 0.0, count: int = CLIENTS) -> Counter[int]:
+def run_clients(port: int, seconds: float, period_s: float = 0.0, count: int = CLIENTS,
+                mix: list[str] = MIX) -> Counter[int]:
     stop = threading.Event()
-    clients = [Client(port, index, stop, period_s) for index in range(count)]
+    clients = [Client(port, index, stop, period_s, mix) for index in range(count)]
     for client in clients:
         client.start()
     stop.wait(seconds)
@@ -126,9 +135,24 @@ def sample(pid: int, port: int) -> dict[str, float]:
     connection.request("GET", "/stats", headers=ADMIN_HEADERS)
     stats = json.loads(connection.getresponse().read())
     connection.close()
-    return {"rss_mb": int(fields["VmRSS"].split()[0]) / 1024, "fds": len(os.listdir(f"/proc/{pid}/fd")),
+    return {"rss_mb": int(fields["VmRSS"].split()[0]) / 1024, "slots_mb": slot_resident_mb(pid), "fds": len(os.listdir(f"/proc/{pid}/fd")),
             "threads": int(fields["Threads"]), "idle_instances": stats["pool"]["idle_instances"],
+            "high_water": stats["pool"]["high_water"],
             "busy_instances": stats["pool"]["busy"], "invocations": stats["invocations"]}
+
+
+def slot_resident_mb(pid: int) -> float:
+    """Resident MiB of the sandboxes' memory slots: each slot the pooling
+    allocator has used maps the runtime's memory image (a private mapping of
+    the compiled ``.cwasm``, written over by restores)."""
+    resident, in_slot = 0, False
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        if not line[:1].isupper():  # a mapping's header: address range, perms, ..., path
+            fields = line.split()
+            in_slot = fields[1] == "rw-p" and fields[-1].endswith(".cwasm")
+        elif in_slot and line.startswith("Rss:"):
+            resident += int(line.split()[1])
+    return resident / 1024
 
 
 def main() -> int:
@@ -150,6 +174,8 @@ def main() -> int:
             print(f"capacity of the mix: {capacity:,.0f} req/s with {CLIENTS} keep-alive clients; warming up for "
                   f"{args.warmup:g} s, then soaking at {target:,.0f} req/s for {args.minutes:g} min",
                   file=sys.stderr, flush=True)
+            for name in FUNCTIONS:  # each function at its concurrency cap, then the mix
+                run_clients(port, 5, count=RUNNING_PER_FUNCTION, mix=[name])
             run_clients(port, args.warmup, count=2 * CLIENTS)
             samples: list[dict[str, float]] = []
             results: Counter[int] = Counter()
@@ -193,11 +219,12 @@ def render(samples: list[dict[str, float]], capacity: float, target: float, resu
              f"keep-alive http.client clients); answered {sum(results.values()):,} "
              f"({sum(results.values()) / seconds:,.0f}/s) by status: "
              + ", ".join(f"{status or 'no answer'}: {count:,}" for status, count in sorted(results.items())), "",
-             "| t (s) | RSS (MB) | descriptors | threads | idle instances | busy | invocations |",
-             "|---|---|---|---|---|---|---|"]
+             "| t (s) | RSS (MB) | of it, sandbox slots (MB) | descriptors | threads | idle instances | busy "
+             "| most live at once | invocations |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for s in samples:
-        lines.append(f"| {s['t_s']:.0f} | {s['rss_mb']:.1f} | {s['fds']:.0f} | {s['threads']:.0f} | "
-                     f"{s['idle_instances']:.0f} | {s['busy_instances']:.0f} | {s['invocations']:,.0f} |")
+        lines.append(f"| {s['t_s']:.0f} | {s['rss_mb']:.1f} | {s['slots_mb']:.1f} | {s['fds']:.0f} | {s['threads']:.0f} | "
+                     f"{s['idle_instances']:.0f} | {s['busy_instances']:.0f} | {s['high_water']:.0f} | {s['invocations']:,.0f} |")
     lines.append("")
     for key, tolerance, unit in (("rss_mb", 10.0, "MB"), ("fds", 4, ""), ("threads", 2, "")):
         before, after, flat = verdict(samples, key, tolerance)

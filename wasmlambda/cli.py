@@ -9,7 +9,9 @@ code (2 for bad settings).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 import signal
 import sys
 import time
@@ -19,14 +21,17 @@ from typing import Any
 
 import trio
 
-from . import __version__, _admin_token, _guest_runtime
+from . import __version__, _admin_token, _guest_runtime, _supervisor
 from ._remote import add_remote_commands
 from .config import Settings, load_settings
 from .errors import ConfigError, DeployError, WasmLambdaError
 
 
 def log(message: str) -> None:
-    print(f"{time.strftime('%H:%M:%S')} wasmlambda: {message}", file=sys.stderr, flush=True)
+    # The processes of `serve --processes N` say which one is speaking.
+    worker = os.environ.get("WASMLAMBDA_WORKER_ID")
+    name = f"wasmlambda[{worker}]" if worker else "wasmlambda"
+    print(f"{time.strftime('%H:%M:%S')} {name}: {message}", file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -63,7 +68,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--default-memory-mb", type=int, help="memory of functions that set none (128)")
     serve.add_argument("--admin-token", help="the control plane's bearer token (default: $WASMLAMBDA_ADMIN_TOKEN, "
                        "else DATA_DIR/admin-token, created at first start)")
+    serve.add_argument("--processes", type=int, help="worker processes serving the port (default 1; 0: one per core)")
+    serve.add_argument("--worker-id", help="names this worker in X-WasmLambda-Worker and /status (default: host name)")
+    serve.add_argument("--code-store", help="share deployed code with other workers: redis://HOST:PORT/DB")
     serve.add_argument("--config", type=Path, help="a TOML settings file")
+    # How the processes of `serve --processes N` get the shared port (set by the supervisor).
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    serve.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)
     serve.add_argument("--deploy", type=Path, nargs="*", default=[], metavar="DIR",
                        help="function folders to deploy at startup (named after the folder)")
     serve.set_defaults(run=_serve)
@@ -82,7 +93,7 @@ def _parser() -> argparse.ArgumentParser:
 def _settings(args: argparse.Namespace) -> Settings:
     overrides = {name: getattr(args, name, None)
                  for name in ("host", "port", "http", "state", "data_dir", "default_timeout_ms", "default_memory_mb",
-                              "admin_token")}
+                              "admin_token", "processes", "worker_id", "code_store")}
     return load_settings(getattr(args, "config", None), overrides=overrides)
 
 
@@ -95,24 +106,31 @@ def _serve(args: argparse.Namespace) -> int:
         if not (directory / "f.py").is_file() and not (directory / "f.c").is_file():
             raise ConfigError(f"--deploy {directory}: no f.py or f.c in that folder")
     image = RuntimeImage(_guest_runtime.locate(settings.cache_dir))
+    is_child = args.reuse_port or args.listen_fd is not None
+    if not is_child and _supervisor.process_count(settings) > 1:
+        if not settings.admin_token:  # made once here, not raced for by the children
+            settings = dataclasses.replace(settings, admin_token=_admin_token.load_or_create(settings.data_dir))
+            log(f"admin token in {settings.data_dir / _admin_token.TOKEN_FILE} (the CLI on this machine reads it)")
+        return _supervisor.supervise(settings, args.deploy, log)
     services = Services({"kv": KeyValueService(open_store(settings.state, settings.data_dir))})
     runtime = Runtime(image, settings.cache_dir, max_instances=settings.max_instances,
                       max_memory_mb=settings.max_memory_mb, meter_fuel=settings.meter_fuel,
                       host_dispatch=services.dispatch)
     try:
-        trio.run(_serve_async, settings, runtime, services, args.deploy)
+        trio.run(_serve_async, settings, runtime, services, args.deploy, args.reuse_port, args.listen_fd)
     finally:
         runtime.close()
     return 0
 
 
-async def _serve_async(settings: Settings, runtime: Any, services: Any, deploy_dirs: list[Path]) -> None:
+async def _serve_async(settings: Settings, runtime: Any, services: Any, deploy_dirs: list[Path],
+                       reuse_port: bool = False, listen_fd: int | None = None) -> None:
     from guest_sdk import BuildError, build_bytes
 
     from .http import Api, ServerLimits, bound_address, open_listeners, serve
     from .kernel import Worker
 
-    listeners = await open_listeners(settings.host, settings.port)
+    listeners = await open_listeners(settings.host, settings.port, reuse_port=reuse_port, inherited_fd=listen_fd)
     admin_token = settings.admin_token
     if not admin_token:
         admin_token = _admin_token.load_or_create(settings.data_dir)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,6 +19,7 @@ from .errors import ConfigError
 
 # The Python guest's snapshot alone is 7.2 MiB of linear memory.
 MIN_MEMORY_MB = 16
+_WORKER_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # Busy-waiting longer than this (10 ms) would hold the event loop up.
 MAX_SPIN_US = 10_000
 
@@ -94,6 +96,13 @@ class Settings:
     max_fan_out: int = 64
     # The control plane's bearer token; empty: read (or create) <data_dir>/admin-token.
     admin_token: str = dataclasses.field(default="", repr=False)
+    # Worker processes serving the one port (0: one per core), sharing the data dir.
+    processes: int = 1
+    # Names this process in X-WasmLambda-Worker and /status (default: the host name).
+    worker_id: str = ""
+    # Where deployed code is shared between workers: "" (this worker's data dir
+    # only) or a redis:// URL every worker of a cluster is given.
+    code_store: str = ""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -114,6 +123,12 @@ class Settings:
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
         check_memory_mb(self.default_memory_mb, self.max_memory_mb)
+        if self.processes < 0:
+            raise ConfigError(f"processes must not be negative (0: one per core), got {self.processes}")
+        if self.worker_id and not _WORKER_ID.fullmatch(self.worker_id):
+            raise ConfigError(f"worker_id may hold letters, digits, '.', '_' and '-' (1-64), got {self.worker_id!r}")
+        if self.code_store and not self.code_store.startswith("redis://"):
+            raise ConfigError(f"code_store must be empty or a redis:// URL, got {self.code_store!r}")
 
     @property
     def code_dir(self) -> Path:

@@ -154,13 +154,21 @@ cdef class RequestParser:
         return ParsedRequest(method, target, headers, b"", keep_alive), end + 4, body_length
 
 
+cdef bytes _identity = b"server: wasmlambda\r\n"
+
+
+def set_worker_id(bytes worker_id):
+    global _identity
+    _identity = b"server: wasmlambda\r\nx-wasmlambda-worker: %s\r\n" % worker_id
+
+
 def serialize_response(int status, list headers, bytes body, bint keep_alive):
     if status == 204 or status == 304:  # bodiless by definition (RFC 9110 6.4.1)
-        parts = [b"HTTP/1.1 %d %s\r\nserver: wasmlambda\r\n" % (status, _REASONS.get(status, b""))]
+        parts = [b"HTTP/1.1 %d %s\r\n%s" % (status, _REASONS.get(status, b""), _identity)]
         body = b""
     else:
-        parts = [b"HTTP/1.1 %d %s\r\nserver: wasmlambda\r\ncontent-length: %d\r\n"
-                 % (status, _REASONS.get(status, b""), len(body))]
+        parts = [b"HTTP/1.1 %d %s\r\n%scontent-length: %d\r\n"
+                 % (status, _REASONS.get(status, b""), _identity, len(body))]
     for name, value in headers:
         parts.append(name)
         parts.append(b": ")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime
 import hmac
 import json
+import os
 import re
 import time
 import traceback
@@ -78,6 +79,7 @@ class Api:
                                    [(b"allow", allow)])
         handler, access = route
         try:
+            self.worker.sync()  # what sibling processes deployed is served from here on
             if access == "admin" and not self.is_admin(request):
                 raise Unauthorized("this route needs the admin token (Authorization: Bearer ...)")
             return await handler(request, segments[1:])
@@ -96,7 +98,7 @@ class Api:
         name = args[0]
         if self.worker.needs_invoke_key(name) and not self.is_admin(request):
             presented = _bearer(request)
-            if presented is None or not self.worker.keys.check(name, presented):
+            if presented is None or not self.worker.check_invoke_key(name, presented):
                 raise Unauthorized(f"{name!r} needs an invoke key (Authorization: Bearer wlk_...)")
         target = f"{request.path}?{request.query}" if request.query else request.path
         head = b"%s %s\r\n%s" % (request.method.encode(), target.encode(),
@@ -106,14 +108,13 @@ class Api:
 
     async def _logs(self, request: Request, args: list[str]) -> Response:
         name = args[0]
-        self.worker.registry.get(name)  # 404 for unknown functions
         query = parse_qs(request.query)
         try:
             since = int(query.get("since", ["0"])[0])
             limit = int(query.get("limit", [str(MAX_PAGE_LINES)])[0])
         except ValueError:
             raise BadRequest("since and limit must be integers (since: the last seq you saw)") from None
-        lines = self.worker.logs.read(name, since, query.get("request_id", [None])[0], limit)
+        lines = self.worker.read_logs(name, since, query.get("request_id", [None])[0], limit)
         return Response.json(200, {"function": name, "lines": lines,
                                    "next": lines[-1]["seq"] if lines else since})
 
@@ -133,27 +134,25 @@ class Api:
         return Response.json(200, {"functions": self.worker.list_functions()})
 
     async def _list_keys(self, request: Request, args: list[str]) -> Response:
-        self.worker.registry.get(args[0])  # 404 for unknown functions
-        return Response.json(200, {"function": args[0], "keys": self.worker.keys.list(args[0])})
+        return Response.json(200, {"function": args[0], "keys": self.worker.list_invoke_keys(args[0])})
 
     async def _create_key(self, request: Request, args: list[str]) -> Response:
-        self.worker.registry.get(args[0])
-        return Response.json(201, self.worker.keys.create(args[0]))
+        return Response.json(201, self.worker.create_invoke_key(args[0]))
 
     async def _revoke_key(self, request: Request, args: list[str]) -> Response:
-        self.worker.keys.revoke(args[0], args[1])
+        self.worker.revoke_invoke_key(args[0], args[1])
         return Response.json(200, {"function": args[0], "revoked": args[1]})
 
     async def _list_grants(self, request: Request, args: list[str]) -> Response:
-        return Response.json(200, {"namespaces": self.worker.grants.list()})
+        return Response.json(200, {"namespaces": self.worker.list_grants()})
 
     async def _grant(self, request: Request, args: list[str]) -> Response:
-        self.worker.grants.grant(args[0], args[1])
-        return Response.json(200, {"namespaces": self.worker.grants.list()})
+        self.worker.grant(args[0], args[1])
+        return Response.json(200, {"namespaces": self.worker.list_grants()})
 
     async def _revoke_grant(self, request: Request, args: list[str]) -> Response:
-        self.worker.grants.revoke(args[0], args[1])
-        return Response.json(200, {"namespaces": self.worker.grants.list()})
+        self.worker.revoke_grant(args[0], args[1])
+        return Response.json(200, {"namespaces": self.worker.list_grants()})
 
     async def _billing(self, request: Request, args: list[str]) -> Response:
         ledger = self._ledger()
@@ -203,7 +202,8 @@ class Api:
     async def _status(self, request: Request, args: list[str]) -> Response:
         # Open (health checks): nothing about any tenant without the token.
         status: dict[str, Any] = {"status": "ok", "version": __version__, "runtime": self.worker.runtime.base_id,
-                                  "uptime_s": round(time.monotonic() - self.started, 3)}
+                                  "uptime_s": round(time.monotonic() - self.started, 3),
+                                  "worker": self.worker.id, "pid": os.getpid()}
         if self.is_admin(request):
             status["functions"] = len(self.worker.registry)
         return Response.json(200, status)

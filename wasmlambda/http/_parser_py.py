@@ -143,15 +143,24 @@ class RequestParser:
         return ParsedRequest(method, target, headers, b"", keep_alive), end + 4, body_length
 
 
+_identity = b"server: wasmlambda\r\n"
+
+
+def set_worker_id(worker_id: bytes) -> None:
+    """Name the answering process in every response (``X-WasmLambda-Worker``)."""
+    global _identity
+    _identity = b"server: wasmlambda\r\nx-wasmlambda-worker: %s\r\n" % worker_id
+
+
 def serialize_response(status: int, headers: list[tuple[bytes, bytes]], body: bytes, keep_alive: bool) -> bytes:
     """Status line, our headers, Content-Length, optional close, blank line, body
     (neither Content-Length nor body for 204 and 304)."""
     if status == 204 or status == 304:  # bodiless by definition (RFC 9110 6.4.1)
-        parts = [b"HTTP/1.1 %d %s\r\nserver: wasmlambda\r\n" % (status, _REASONS.get(status, b""))]
+        parts = [b"HTTP/1.1 %d %s\r\n%s" % (status, _REASONS.get(status, b""), _identity)]
         body = b""
     else:
-        parts = [b"HTTP/1.1 %d %s\r\nserver: wasmlambda\r\ncontent-length: %d\r\n"
-                 % (status, _REASONS.get(status, b""), len(body))]
+        parts = [b"HTTP/1.1 %d %s\r\n%scontent-length: %d\r\n"
+                 % (status, _REASONS.get(status, b""), _identity, len(body))]
     for name, value in headers:
         parts.append(b"%s: %s\r\n" % (name, value))
     if not keep_alive:

@@ -39,10 +39,11 @@ import trio
 from ..errors import ConfigError
 from ._api import Api
 from ._messages import Request, Response
-from ._parser import FALLBACK, ParsedRequest, ParseError, RequestParser, serialize_response
+from ._parser import FALLBACK, ParsedRequest, ParseError, RequestParser, serialize_response, set_worker_id
 
 READ_SIZE = 65536
 SERVER_HEADER = (b"server", b"wasmlambda")
+_worker_header = (b"x-wasmlambda-worker", b"")  # set by serve()
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 
 
@@ -54,12 +55,36 @@ class _Reject(Exception):
         self.status = status
 
 
-async def open_listeners(host: str, port: int) -> list[trio.SocketListener]:
-    """Bind before serving, so a busy port is one clear error at startup."""
+async def open_listeners(host: str, port: int, *, reuse_port: bool = False,
+                         inherited_fd: int | None = None) -> list[trio.SocketListener]:
+    """Bind before serving, so a busy port is one clear error at startup.
+
+    The processes of ``serve --processes N`` share one port: each binds it
+    with SO_REUSEPORT (``reuse_port``; the kernel spreads connections over
+    them) or, where the OS lacks that, serves the listening socket the
+    supervisor opened (``inherited_fd``)."""
+    if inherited_fd is not None:
+        return [trio.SocketListener(trio.socket.from_stdlib_socket(socket.socket(fileno=inherited_fd)))]
     try:
+        if reuse_port:
+            return [trio.SocketListener(trio.socket.from_stdlib_socket(shared_port_socket(host, port, listen=True)))]
         return await trio.open_tcp_listeners(port, host=host)
     except OSError as exc:
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def shared_port_socket(host: str, port: int, listen: bool) -> socket.socket:
+    """A socket bound to (host, port) with SO_REUSEPORT; the supervisor holds
+    one that does not listen, to keep the port while it replaces processes."""
+    family, kind, protocol, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                            flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, protocol)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(address)
+    if listen:
+        sock.listen(1024)
+    return sock
 
 
 def bound_address(listeners: list[trio.SocketListener]) -> tuple[str, int]:
@@ -117,12 +142,15 @@ _ACCEPT_CAPACITY_ERRORS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, 
 _ACCEPT_REPORT_EVERY_S = 60
 _MAX_REFUSING = 256
 _OVERLOADED_RESPONSE = Response.error(503, "CapacityExceeded", "too many open connections", [(b"retry-after", b"1")])
-_OVERLOADED = serialize_response(503, _OVERLOADED_RESPONSE.headers, _OVERLOADED_RESPONSE.body, False)
 
 
 async def serve(api: Api, listeners: list[trio.SocketListener], protocol: str = "fast",
                 limits: ServerLimits | None = None) -> None:
     loop = _fast_loop if protocol == "fast" else _h11_loop
+    worker_id = api.worker.id.encode()
+    set_worker_id(worker_id)  # the fast path's responses name this process...
+    global _worker_header
+    _worker_header = (b"x-wasmlambda-worker", worker_id)  # ...and so do h11's
     gate = _Gate(limits or ServerLimits())
     async with trio.open_nursery() as nursery:
         for listener in listeners:
@@ -165,7 +193,8 @@ async def _refuse(stream: trio.SocketStream, gate: _Gate) -> None:
     try:
         with trio.move_on_after(1), contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             async with stream:
-                await stream.send_all(_OVERLOADED)
+                await stream.send_all(serialize_response(503, _OVERLOADED_RESPONSE.headers,
+                                                         _OVERLOADED_RESPONSE.body, False))
                 await _linger(stream)
     finally:
         gate.refusing -= 1
@@ -388,7 +417,7 @@ async def _send(stream: trio.SocketStream, connection: h11.Connection, response:
     """``head_only``: the answer to a HEAD request, its Content-Length without the body."""
     bodiless = response.status in (204, 304)
     length = [] if bodiless else [(b"content-length", str(len(response.body)).encode())]
-    headers = [SERVER_HEADER, *length, *response.headers]
+    headers = [SERVER_HEADER, _worker_header, *length, *response.headers]
     head = h11.Response(status_code=response.status, headers=headers, reason=_REASONS.get(response.status, b""))
     data = connection.send(head) or b""
     if response.body and not bodiless and not head_only:

@@ -78,6 +78,11 @@ class InvokeKeys:
         # function -> key id -> {"sha256": hex, "created": epoch seconds}
         self._keys: dict[str, dict[str, dict[str, Any]]] = self._file.load()
 
+    def reload(self) -> None:
+        """Re-read the file (a sibling process changed it)."""
+        with self._lock:
+            self._keys = self._file.load()
+
     def create(self, function: str) -> dict[str, Any]:
         """A new key for ``function``; the secret is in this answer only."""
         key_id, secret = secrets.token_hex(4), secrets.token_urlsafe(32)
@@ -117,10 +122,17 @@ class NamespaceGrants:
     def __init__(self, path: Path) -> None:
         self._file = _JsonFile(path)
         self._lock = threading.Lock()
-        document = self._file.load()
         # shared namespace -> functions granted
-        self._grants: dict[str, list[str]] = {name: sorted(set(functions)) for name, functions in document.items()}
-        self._by_function = self._index()
+        self._grants: dict[str, list[str]] = {}
+        self._by_function: dict[str, frozenset[str]] = {}
+        self.reload()
+
+    def reload(self) -> None:
+        """(Re-)read the file (at start, and when a sibling process changed it)."""
+        with self._lock:
+            document = self._file.load()
+            self._grants = {name: sorted(set(functions)) for name, functions in document.items()}
+            self._by_function = self._index()
 
     def for_function(self, function: str) -> frozenset[str]:
         """The shared namespaces ``function`` may use (on every call's path: one dict lookup)."""

@@ -34,6 +34,9 @@ class Pool:
         self._by_function: dict[FunctionKey, list[Instance]] = {}
         self.idle_bytes = 0
         self.busy = 0
+        # Most instances ever live at once: each one past the previous mark
+        # made one more pooling slot resident (a freed slot stays mapped).
+        self.high_water = 0
         self.evictions = 0
         self._lock = threading.Lock()
 
@@ -52,6 +55,7 @@ class Pool:
                 return instance
             while self._idle and len(self._idle) + self.busy > self.max_instances:
                 self._evict_oldest()
+            self.high_water = max(self.high_water, len(self._idle) + self.busy)
             return None
 
     def release(self, key: FunctionKey, instance: Instance | None, keep: bool) -> None:

@@ -11,7 +11,14 @@ Layout under the data dir::
 A deployment is staged in ``store/.staging-*``, fsynced, renamed into place,
 and published by atomically replacing the ``functions/<name>`` symlink, so a
 crash at any point leaves either the old version or the new one, never a
-mix.  Unreferenced store directories are removed at startup.
+mix.
+
+Several processes may share one data dir (``serve --processes N``): each
+keeps its own index and ``refresh`` brings it up to date with the links on
+disk.  So a replaced or removed version is not deleted at once (a sibling
+may still be running it) but retired (renamed ``store/.retired-*``), and
+unreferenced store entries are swept only once they are older than
+``SWEEP_GRACE_S``, longer than any call or deploy may take.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ from ..errors import FunctionNotFound
 from ..sandbox import NativeProgram, Snapshot, SnapshotFormatError
 from ._package import FunctionSpec, check_name
 
+# Longer than the longest call (15 min) and deploy: what is older is nobody's.
+SWEEP_GRACE_S = 20 * 60
 MANIFEST = "manifest.json"
 SNAPSHOT = "snapshot.bin"
 COMPILED = "module.cwasm"
@@ -123,9 +132,59 @@ class Registry:
         del self._functions[name]
         return function
 
-    @staticmethod
-    def discard(directory: Path) -> None:
-        shutil.rmtree(directory, ignore_errors=True)
+    def forget(self, name: str) -> None:
+        """Drop a function from this process's index only (it could not be prepared)."""
+        self._functions.pop(name, None)
+
+    def retire(self, directory: Path) -> None:
+        """Set a replaced or removed version aside; ``sweep`` deletes it later."""
+        retired = self.store / f".retired-{time.time_ns()}-{directory.name}"
+        try:
+            os.replace(directory, retired)
+            os.utime(retired)  # the grace period counts from now
+        except FileNotFoundError:
+            pass  # a sibling process retired it already
+
+    def sweep(self, grace_s: float = SWEEP_GRACE_S) -> None:
+        """Delete store entries no link names that are older than ``grace_s``:
+        retired versions, and staging left by a crash."""
+        cutoff = time.time() - grace_s
+        for link in self.links.iterdir():  # publishes interrupted before their rename
+            if link.name.startswith(".") and link.lstat().st_mtime < cutoff:
+                link.unlink(missing_ok=True)
+        referenced = {Path(os.readlink(link)).name for link in self.links.iterdir() if link.is_symlink()}
+        for entry in self.store.iterdir():
+            try:
+                stale = entry.name not in referenced and entry.stat().st_mtime < cutoff
+            except FileNotFoundError:
+                continue
+            if stale:
+                shutil.rmtree(entry, ignore_errors=True)
+
+    def refresh(self, warn: Callable[[str], None]) -> tuple[list[Function], list[str]]:
+        """Bring the index up to date with the links on disk (a sibling
+        process deployed or removed something): returns the functions that
+        are new or changed (not yet prepared) and the names that went away."""
+        changed: list[Function] = []
+        linked: set[str] = set()
+        for link in self.links.iterdir():
+            if link.name.startswith("."):
+                continue
+            linked.add(link.name)
+            known = self._functions.get(link.name)
+            try:
+                if known is not None and known.directory.name == Path(os.readlink(link)).name:
+                    continue
+                function = _read_function(link, warn)
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                warn(f"skipping function {link.name!r}: cannot read {link}: {exc}")
+                continue
+            self._functions[function.name] = function
+            changed.append(function)
+        gone = [name for name in self._functions if name not in linked]
+        for name in gone:
+            del self._functions[name]
+        return changed, gone
 
     def replace_snapshot(self, function: Function, snapshot: Snapshot) -> None:
         temporary = function.directory / f".{SNAPSHOT}.tmp"
@@ -139,18 +198,14 @@ class Registry:
         """Index every published function; skip (and report) broken ones."""
         for link in sorted(self.links.iterdir()):
             if link.name.startswith("."):
-                link.unlink()  # a publish interrupted before its rename
-                continue
+                continue  # a publish interrupted before its rename (or one in progress)
             try:
                 function = _read_function(link, warn)
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 warn(f"skipping function {link.name!r}: cannot read {link}: {exc}")
                 continue
             self._functions[function.name] = function
-        referenced = {Path(os.readlink(link)).name for link in self.links.iterdir() if link.is_symlink()}
-        for directory in self.store.iterdir():
-            if directory.name not in referenced:
-                shutil.rmtree(directory, ignore_errors=True)  # staging leftovers, replaced versions
+        self.sweep()
 
 
 def _read_function(link: Path, warn: Callable[[str], None]) -> Function:

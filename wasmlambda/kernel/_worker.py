@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import os
 import shutil
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,6 +26,7 @@ from ..errors import ClientGone, DeadlineExceeded, DeployError, PayloadTooLarge,
 from ..sandbox import Instance, Runtime
 from ..services import CallContext, ServiceFailure, Services
 from ._access import InvokeKeys, NamespaceGrants
+from ._changes import ChangeToken
 from ._composition import Bill, InvokeService
 from ._ledger import Ledger
 from ._logs import LogStore
@@ -82,6 +84,7 @@ class Worker:
     def __init__(self, settings: Settings, runtime: Runtime, log: Callable[[str], None] = print,
                  services: Services | None = None) -> None:
         self.settings = settings
+        self.id = settings.worker_id or socket.gethostname()
         self.runtime = runtime
         # The same Services whose dispatch the runtime's host-call import uses.
         self.services = services or Services({})
@@ -91,6 +94,8 @@ class Worker:
         self.registry = Registry(settings.data_dir)
         self.keys = InvokeKeys(settings.data_dir / "invoke-keys.json")
         self.grants = NamespaceGrants(settings.data_dir / "namespaces.json")
+        # Sibling processes sharing the data dir (serve --processes) announce their changes here.
+        self.changes = ChangeToken(settings.data_dir)
         self.pool = Pool(settings.memory_budget_mb << 20, settings.idle_timeout_s, settings.max_instances)
         self.scheduler = Scheduler(
             settings.sandbox_threads, settings.max_queue, spin_us=settings.spin_us,
@@ -118,6 +123,25 @@ class Worker:
             except WasmLambdaError as exc:
                 self.log(f"skipping function {function.name!r}: {exc}")
                 self.registry.remove(function.name)
+
+    def sync(self) -> None:
+        """Catch up with what sibling processes changed in the shared data dir
+        (on every request; ~100 ns when nothing did)."""
+        if not self.changes.take():
+            return
+        self.keys.reload()
+        self.grants.reload()
+        changed, gone = self.registry.refresh(warn=self.log)
+        for name in gone:
+            self.pool.drop(name)
+            self.logs.forget(name)
+        for function in changed:
+            self.pool.drop(function.name)
+            try:
+                self._prepare(function)
+            except WasmLambdaError as exc:
+                self.log(f"skipping function {function.name!r}: {exc}")
+                self.registry.forget(function.name)
 
     def _prepare(self, function: Function) -> None:
         if function.kind == "wasm":
@@ -293,9 +317,10 @@ class Worker:
                 raise DeployError(f"deploying took longer than the worker's default timeout ({timeout_ms} ms)") \
                     from None
             previous = self.registry.publish(function)
+            self.changes.announce()
             self.pool.drop(name)
             if previous is not None:
-                self.registry.discard(previous.directory)
+                self.registry.retire(previous.directory)
         self.log(f"deployed {name!r} version {function.version}")
         return function.describe()
 
@@ -339,7 +364,8 @@ class Worker:
             self.pool.drop(name)
             self.logs.forget(name)
             self.keys.forget(name)
-            self.registry.discard(function.directory)
+            self.changes.announce()
+            self.registry.retire(function.directory)
         self.log(f"removed {name!r}")
 
     # -- inspecting -------------------------------------------------------
@@ -353,6 +379,40 @@ class Worker:
     def needs_invoke_key(self, name: str) -> bool:
         return self.registry.get(name).spec.invoke_keys
 
+    def read_logs(self, name: str, since: int, request_id: str | None, limit: int) -> list[dict[str, Any]]:
+        self.registry.get(name)  # 404 for unknown functions
+        return self.logs.read(name, since, request_id, limit)
+
+    # -- access: invoke keys and shared namespaces ------------------------
+
+    def check_invoke_key(self, name: str, presented: str) -> bool:
+        return self.keys.check(name, presented)
+
+    def list_invoke_keys(self, name: str) -> list[dict[str, Any]]:
+        self.registry.get(name)  # 404 for unknown functions
+        return self.keys.list(name)
+
+    def create_invoke_key(self, name: str) -> dict[str, Any]:
+        self.registry.get(name)
+        key = self.keys.create(name)
+        self.changes.announce()
+        return key
+
+    def revoke_invoke_key(self, name: str, key_id: str) -> None:
+        self.keys.revoke(name, key_id)
+        self.changes.announce()
+
+    def list_grants(self) -> dict[str, list[str]]:
+        return self.grants.list()
+
+    def grant(self, namespace: str, function: str) -> None:
+        self.grants.grant(namespace, function)
+        self.changes.announce()
+
+    def revoke_grant(self, namespace: str, function: str) -> None:
+        self.grants.revoke(namespace, function)
+        self.changes.announce()
+
     def stats_json(self, per_function: bool = True) -> dict[str, Any]:
         metrics = self.metrics.to_json()
         if not per_function:
@@ -361,16 +421,21 @@ class Worker:
             **metrics,
             "deployed": len(self.registry),
             "pool": {"idle_instances": len(self.pool), "idle_bytes": self.pool.idle_bytes,
+                     "high_water": self.pool.high_water,
                      "busy": self.pool.busy, "evictions": self.pool.evictions},
             "queue": {"running": self.scheduler.running, "waiting": self.scheduler.waiting,
                       "busy_threads": self.scheduler.busy_threads},
         }
 
     async def run_janitor(self) -> None:
-        """Evict idle instances past their timeout, forever."""
+        """Evict idle instances past their timeout and sweep retired versions, forever."""
+        swept = trio.current_time()
         while True:
             await trio.sleep(min(5.0, self.settings.idle_timeout_s / 4))
             self.pool.evict_idle()
+            if trio.current_time() - swept > 60:
+                swept = trio.current_time()
+                self.registry.sweep()
 
     def gauges(self) -> dict[str, tuple[str, str, float]]:
         gauges: dict[str, tuple[str, str, float]] = {
@@ -395,4 +460,5 @@ class Worker:
         self.services.close()
         if self.ledger is not None:
             self.ledger.close()
+        self.changes.close()
 

@@ -1,0 +1,99 @@
+"""``serve --processes 2``: one port, two supervised processes sharing one data dir."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ..conftest import EXAMPLES, FunctionFactory
+from .conftest import Reply, WorkerProcess, wait_until
+
+
+@pytest.fixture
+def two_processes(tmp_path: Path) -> Iterator[WorkerProcess]:
+    worker = WorkerProcess(tmp_path / "data", tmp_path / "worker.log")
+    worker.start("--processes", "2", "--deploy", str(EXAMPLES / "hello"))
+    yield worker
+    if worker.process is not None:
+        assert worker.stop() == 0, worker.log_path.read_text()
+
+
+@pytest.fixture
+def connections(two_processes: WorkerProcess) -> Iterator[dict[str, http.client.HTTPConnection]]:
+    """A keep-alive connection to each process (the kernel spreads new connections over them)."""
+    found: dict[str, http.client.HTTPConnection] = {}
+    for _ in range(200):
+        connection = http.client.HTTPConnection("127.0.0.1", two_processes.port, timeout=30)
+        connection.request("GET", "/status")
+        status = json.loads(connection.getresponse().read())
+        if status["worker"] in found:
+            connection.close()
+        else:
+            found[status["worker"]] = connection
+        if len(found) == 2:
+            break
+    assert len(found) == 2, f"200 connections all reached {sorted(found)}"
+    yield found
+    for connection in found.values():
+        connection.close()
+
+
+def call(connection: http.client.HTTPConnection, method: str, path: str, body: bytes = b"",
+         token: str = "") -> Reply:
+    connection.request(method, path, body, headers={"Authorization": f"Bearer {token}"} if token else {})
+    return Reply(connection.getresponse())
+
+
+def test_every_response_names_its_process(two_processes: WorkerProcess,
+                                          connections: dict[str, http.client.HTTPConnection]) -> None:
+    seen = {}
+    for worker_id, connection in connections.items():
+        reply = call(connection, "POST", "/run/hello", b'{"name": "p"}')
+        assert reply.json() == {"hello": "p"}
+        assert reply.headers["x-wasmlambda-worker"] == worker_id
+        seen[worker_id] = call(connection, "GET", "/status").json()["pid"]
+    assert two_processes.process is not None
+    assert len(set(seen.values())) == 2 and two_processes.process.pid not in seen.values()  # children, not the parent
+
+
+def test_a_deploy_through_one_process_is_served_by_the_other_at_once(
+        two_processes: WorkerProcess, connections: dict[str, http.client.HTTPConnection],
+        make_function: FunctionFactory) -> None:
+    from guest_sdk import build_bytes
+
+    (_, deployer), (second, other) = connections.items()
+    token = two_processes.admin_token
+    for version in range(3):  # a new function, then two redeploys: never the old version afterwards
+        folder = make_function(f"v{version}", f"def f(event):\n    return {version}\n")
+        reply = call(deployer, "POST", "/registry/fresh", build_bytes(folder, progress=lambda _: None), token)
+        assert reply.status == 201, reply.body
+        answer = call(other, "POST", "/run/fresh", b"null")
+        assert (answer.headers["x-wasmlambda-worker"], answer.json()) == (second, version)
+    assert call(other, "DELETE", "/registry/fresh", token=token).status == 200
+    assert call(deployer, "POST", "/run/fresh", b"null").status == 404
+    assert call(deployer, "GET", "/registry/", token=token).json()["functions"][0]["name"] == "hello"
+
+
+def test_a_killed_process_is_replaced_while_the_other_serves(
+        two_processes: WorkerProcess, connections: dict[str, http.client.HTTPConnection]) -> None:
+    (victim_id, victim), (survivor_id, survivor) = connections.items()
+    victim_pid = call(victim, "GET", "/status").json()["pid"]
+    os.kill(victim_pid, signal.SIGKILL)
+    assert call(survivor, "POST", "/run/hello", b'{"name": "still"}').json() == {"hello": "still"}
+
+    def replaced() -> bool:
+        for _ in range(20):
+            reply = two_processes.request("GET", "/status", fresh=True)
+            if reply.json()["worker"] == victim_id:
+                return bool(reply.json()["pid"] != victim_pid)
+        return False
+
+    wait_until(replaced, timeout_s=60, what=f"a new process {victim_id}")
+    assert "exited with signal SIGKILL; starting another" in two_processes.log_path.read_text()
+    assert call(survivor, "GET", "/status").json()["worker"] == survivor_id
