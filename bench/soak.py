@@ -135,7 +135,8 @@ def sample(pid: int, port: int) -> dict[str, float]:
     connection.request("GET", "/stats", headers=ADMIN_HEADERS)
     stats = json.loads(connection.getresponse().read())
     connection.close()
-    return {"rss_mb": int(fields["VmRSS"].split()[0]) / 1024, "slots_mb": slot_resident_mb(pid), "fds": len(os.listdir(f"/proc/{pid}/fd")),
+    return {"rss_mb": int(fields["VmRSS"].split()[0]) / 1024, "slots_mb": slot_resident_mb(pid),
+            "fds": len(os.listdir(f"/proc/{pid}/fd")),
             "threads": int(fields["Threads"]), "idle_instances": stats["pool"]["idle_instances"],
             "high_water": stats["pool"]["high_water"],
             "busy_instances": stats["pool"]["busy"], "invocations": stats["invocations"]}
@@ -204,9 +205,11 @@ def main() -> int:
 
 
 def verdict(samples: list[dict[str, float]], key: str, tolerance: float) -> tuple[float, float, bool]:
-    """(at the start, at the end, flat?): medians of the soak's first minute and of its last three samples."""
-    warm = [s[key] for s in samples if s["t_s"] < 60] or samples[:1]
-    end = [s[key] for s in samples[-3:]]
+    """(at the start, at the end, flat?): medians of the soak's first and last minute (under load:
+    the final sample, taken after the clients left, is not one of them)."""
+    under_load = samples[:-1] or samples
+    warm = [s[key] for s in under_load if s["t_s"] < 60]
+    end = [s[key] for s in under_load if s["t_s"] >= under_load[-1]["t_s"] - 60]
     before, after = statistics.median(warm), statistics.median(end)
     return before, after, after - before <= tolerance
 
@@ -223,8 +226,9 @@ def render(samples: list[dict[str, float]], capacity: float, target: float, resu
              "| most live at once | invocations |",
              "|---|---|---|---|---|---|---|---|---|"]
     for s in samples:
-        lines.append(f"| {s['t_s']:.0f} | {s['rss_mb']:.1f} | {s['slots_mb']:.1f} | {s['fds']:.0f} | {s['threads']:.0f} | "
-                     f"{s['idle_instances']:.0f} | {s['busy_instances']:.0f} | {s['high_water']:.0f} | {s['invocations']:,.0f} |")
+        lines.append(f"| {s['t_s']:.0f} | {s['rss_mb']:.1f} | {s['slots_mb']:.1f} | {s['fds']:.0f} "
+                     f"| {s['threads']:.0f} | {s['idle_instances']:.0f} | {s['busy_instances']:.0f} "
+                     f"| {s['high_water']:.0f} | {s['invocations']:,.0f} |")
     lines.append("")
     for key, tolerance, unit in (("rss_mb", 10.0, "MB"), ("fds", 4, ""), ("threads", 2, "")):
         before, after, flat = verdict(samples, key, tolerance)
