@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import signal
 import sys
 import time
@@ -22,16 +21,16 @@ from typing import Any
 import trio
 
 from . import __version__, _admin_token, _guest_runtime, _supervisor
+from ._cluster import add_cluster_commands
 from ._remote import add_remote_commands
 from .config import Settings, load_settings
 from .errors import ConfigError, DeployError, WasmLambdaError
 
+_log_name = "wasmlambda"
+
 
 def log(message: str) -> None:
-    # The processes of `serve --processes N` say which one is speaking.
-    worker = os.environ.get("WASMLAMBDA_WORKER_ID")
-    name = f"wasmlambda[{worker}]" if worker else "wasmlambda"
-    print(f"{time.strftime('%H:%M:%S')} {name}: {message}", file=sys.stderr, flush=True)
+    print(f"{time.strftime('%H:%M:%S')} {_log_name}: {message}", file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -87,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     info = runtime_commands.add_parser("info", help="show where the runtime is and whether it is built")
     info.set_defaults(run=_runtime_info)
     add_remote_commands(commands)
+    add_cluster_commands(commands)
     return parser
 
 
@@ -102,6 +102,9 @@ def _serve(args: argparse.Namespace) -> int:
     from .services import KeyValueService, Services, open_store
 
     settings = _settings(args)
+    if settings.worker_id:  # several workers (or processes) log to one terminal: say which one speaks
+        global _log_name
+        _log_name = f"wasmlambda[{settings.worker_id}]"
     for directory in args.deploy:
         if not (directory / "f.py").is_file() and not (directory / "f.c").is_file():
             raise ConfigError(f"--deploy {directory}: no f.py or f.c in that folder")
@@ -151,6 +154,7 @@ async def _serve_async(settings: Settings, runtime: Any, services: Any, deploy_d
             print(f"wasmlambda listening on http://{host}:{port}", flush=True)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(worker.run_janitor)
+                nursery.start_soon(worker.follow_code_store)
                 if worker.ledger is not None:
                     nursery.start_soon(worker.ledger.run)
                 nursery.start_soon(_cancel_on_signal, signals, nursery.cancel_scope)

@@ -98,6 +98,12 @@ class CapacityExceeded(WasmLambdaError):
         self.retry_after = retry_after
 
 
+class ServiceUnavailable(WasmLambdaError):
+    """A store the worker depends on (the cluster's shared code store) cannot be reached."""
+
+    status = 503
+
+
 class ServiceError(WasmLambdaError):
     """A host service failed; the message names the service and the phase."""
 

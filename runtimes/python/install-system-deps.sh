@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32 dpkg-dev make
-          python3.11 python3-venv python3-dev gcc xz-utils bzip2 curl wrk redis-server)
+          python3.11 python3-venv python3-dev gcc xz-utils bzip2 curl wrk redis-server haproxy)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

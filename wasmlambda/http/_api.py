@@ -96,7 +96,7 @@ class Api:
 
     async def _run(self, request: Request, args: list[str]) -> Response:
         name = args[0]
-        if self.worker.needs_invoke_key(name) and not self.is_admin(request):
+        if await self.worker.needs_invoke_key(name) and not self.is_admin(request):
             presented = _bearer(request)
             if presented is None or not self.worker.check_invoke_key(name, presented):
                 raise Unauthorized(f"{name!r} needs an invoke key (Authorization: Bearer wlk_...)")
@@ -124,14 +124,14 @@ class Api:
         return Response.json(201, await self.worker.deploy(args[0], request.body))
 
     async def _describe(self, request: Request, args: list[str]) -> Response:
-        return Response.json(200, self.worker.describe(args[0]))
+        return Response.json(200, await self.worker.describe(args[0]))
 
     async def _remove(self, request: Request, args: list[str]) -> Response:
         await self.worker.remove(args[0])
         return Response.json(200, {"removed": args[0]})
 
     async def _list(self, request: Request, args: list[str]) -> Response:
-        return Response.json(200, {"functions": self.worker.list_functions()})
+        return Response.json(200, {"functions": await self.worker.list_functions()})
 
     async def _list_keys(self, request: Request, args: list[str]) -> Response:
         return Response.json(200, {"function": args[0], "keys": self.worker.list_invoke_keys(args[0])})

@@ -97,6 +97,9 @@ class Registry:
     def __len__(self) -> int:
         return len(self._functions)
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._functions
+
     # -- deploying --------------------------------------------------------
 
     def staging_dir(self) -> Path:
@@ -127,7 +130,7 @@ class Registry:
 
     def remove(self, name: str) -> Function:
         function = self.get(name)
-        (self.links / name).unlink()
+        (self.links / name).unlink(missing_ok=True)  # (a sibling process may have removed it first)
         _fsync_dir(self.links)
         del self._functions[name]
         return function

@@ -22,11 +22,20 @@ from typing import Any
 import trio
 
 from ..config import Settings
-from ..errors import ClientGone, DeadlineExceeded, DeployError, PayloadTooLarge, WasmLambdaError
+from ..errors import (
+    ClientGone,
+    DeadlineExceeded,
+    DeployError,
+    FunctionNotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    WasmLambdaError,
+)
 from ..sandbox import Instance, Runtime
 from ..services import CallContext, ServiceFailure, Services
 from ._access import InvokeKeys, NamespaceGrants
 from ._changes import ChangeToken
+from ._code_store import CodeStore
 from ._composition import Bill, InvokeService
 from ._ledger import Ledger
 from ._logs import LogStore
@@ -109,6 +118,9 @@ class Worker:
         self.ledger = Ledger(settings.data_dir / "ledger.sqlite3", settings.ledger_flush_ms / 1000, log) \
             if settings.billing else None
         self._deploy_locks: dict[str, trio.Lock] = {}
+        # Shared with the other workers of a cluster (None: this worker's data dir only).
+        self.code_store = CodeStore(settings.code_store) if settings.code_store else None
+        self._trio_token: trio.lowlevel.TrioToken | None = None  # for nested calls that fetch shared code
         self.registry.load(warn=log)
         self._prepare_loaded_functions()
 
@@ -169,7 +181,7 @@ class Worker:
         ``head`` is the HTTP request head, for the handler's context;
         ``caller_gone()`` returns once the caller has left (a call still
         queued then never runs)."""
-        function = self.registry.get(name)
+        function = await self.function(name)
         limits = function.spec.limits
         arrived = time.perf_counter_ns()
         context = CallContext(name, self.grants.for_function(name), os.urandom(8).hex(), 0, (name,),
@@ -207,7 +219,13 @@ class Worker:
     def call_nested(self, name: str, event: bytes, parent: CallContext) -> bytes:
         """``wasmlambda_guest.invoke`` from inside a running call, on its sandbox
         thread: no HTTP, no queue; the callee's cost goes onto the parent's bill."""
-        function = self.registry.get(name)
+        try:
+            function = self.registry.get(name)
+        except FunctionNotFound:
+            if self.code_store is None or self._trio_token is None:
+                raise
+            # Shared code not built here yet: the loop fetches it while this thread waits.
+            function = trio.from_thread.run(self.function, name, trio_token=self._trio_token)
         if function.spec.invoke_keys:
             raise ServiceFailure(f"{name!r} requires an invoke key: only callers from outside, with a key, may call it")
         if name in parent.chain:
@@ -303,26 +321,58 @@ class Worker:
 
     # -- deploying --------------------------------------------------------
 
-    async def deploy(self, name: str, archive: bytes) -> dict[str, Any]:
+    async def deploy(self, name: str, archive: bytes, share: bool = True) -> dict[str, Any]:
+        """Build and publish a version; with a code store it is shared (before
+        it is published here) unless ``share`` is False (fetched from there)."""
         check_name(name)
         if len(archive) > self.settings.max_package_bytes:
             raise PayloadTooLarge(f"the package is larger than {self.settings.max_package_bytes >> 20} MB")
-        timeout_ms = self.settings.default_timeout_ms
-        deadline_ns = time.perf_counter_ns() + timeout_ms * 1_000_000
         async with self._lock_for(name):
-            try:
-                function = await self.scheduler.run(lambda: self._build(name, archive, deadline_ns), timeout_ms,
-                                                    key=DEPLOYS)
-            except DeadlineExceeded:
-                raise DeployError(f"deploying took longer than the worker's default timeout ({timeout_ms} ms)") \
-                    from None
-            previous = self.registry.publish(function)
-            self.changes.announce()
-            self.pool.drop(name)
-            if previous is not None:
-                self.registry.retire(previous.directory)
+            function = await self._deploy_locked(name, archive, share)
         self.log(f"deployed {name!r} version {function.version}")
         return function.describe()
+
+    async def _deploy_locked(self, name: str, archive: bytes, share: bool) -> Function:
+        timeout_ms = self.settings.default_timeout_ms
+        deadline_ns = time.perf_counter_ns() + timeout_ms * 1_000_000
+        try:
+            function = await self.scheduler.run(lambda: self._build(name, archive, deadline_ns), timeout_ms,
+                                                key=DEPLOYS)
+        except DeadlineExceeded:
+            raise DeployError(f"deploying took longer than the worker's default timeout ({timeout_ms} ms)") \
+                from None
+        if share and self.code_store is not None:
+            try:
+                await trio.to_thread.run_sync(self.code_store.put, name, function.version, archive)
+            except ServiceUnavailable:
+                self.registry.retire(function.directory)  # nothing changed anywhere
+                raise
+        previous = self.registry.publish(function)
+        self.changes.announce()
+        self.pool.drop(name)
+        if previous is not None:
+            self.registry.retire(previous.directory)
+        return function
+
+    async def function(self, name: str) -> Function:
+        """The deployed function; with a code store, one deployed through
+        another worker is fetched and built here on its first call."""
+        self._trio_token = self._trio_token or trio.lowlevel.current_trio_token()
+        try:
+            return self.registry.get(name)
+        except FunctionNotFound:
+            if self.code_store is None:
+                raise
+        check_name(name)
+        async with self._lock_for(name):
+            with contextlib.suppress(FunctionNotFound):
+                return self.registry.get(name)  # a call that waited for the lock fetched it
+            shared = await trio.to_thread.run_sync(self.code_store.fetch, name)
+            if shared is None:
+                raise FunctionNotFound(f"no function named {name!r} is deployed")
+            function = await self._deploy_locked(name, shared[1], share=False)
+        self.log(f"fetched {name!r} version {function.version} from the shared code store")
+        return function
 
     @contextlib.asynccontextmanager
     async def _lock_for(self, name: str) -> AsyncIterator[None]:
@@ -359,6 +409,15 @@ class Worker:
             raise
 
     async def remove(self, name: str) -> None:
+        if self.code_store is not None:
+            check_name(name)
+            if name in await trio.to_thread.run_sync(self.code_store.index):
+                await trio.to_thread.run_sync(self.code_store.delete, name)  # the others drop their copies
+                if name not in self.registry:
+                    return  # shared, never run here
+        await self._remove_here(name)
+
+    async def _remove_here(self, name: str) -> None:
         async with self._lock_for(name):
             function = self.registry.remove(name)
             self.pool.drop(name)
@@ -368,16 +427,68 @@ class Worker:
             self.registry.retire(function.directory)
         self.log(f"removed {name!r}")
 
+    # -- following the shared code store ----------------------------------
+
+    async def follow_code_store(self) -> None:
+        """Drop copies other workers replaced or removed, forever: at start
+        (catching up after downtime), then on each change announced."""
+        if self.code_store is None:
+            return
+        store = self.code_store
+        changes_in, changes = trio.open_memory_channel[str](1024)
+        token = trio.lowlevel.current_trio_token()
+        stopping = threading.Event()
+
+        def announced(name: str) -> None:
+            trio.from_thread.run_sync(changes_in.send_nowait, name, trio_token=token)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._drop_stale, changes)
+            try:
+                while True:
+                    try:
+                        index = await trio.to_thread.run_sync(store.index)
+                        for function in list(self.registry):
+                            if index.get(function.name) != function.version:
+                                await self._drop_copy(function.name, index.get(function.name))
+                        await trio.to_thread.run_sync(store.listen, announced, stopping.is_set,
+                                                      abandon_on_cancel=True)
+                    except ServiceUnavailable as exc:
+                        self.log(f"{exc}; retrying in 1 s (the copies here keep serving)")
+                        await trio.sleep(1)
+            finally:
+                stopping.set()
+
+    async def _drop_stale(self, changes: trio.MemoryReceiveChannel[str]) -> None:
+        async for name in changes:
+            with contextlib.suppress(FunctionNotFound):
+                local = self.registry.get(name)
+                index = await trio.to_thread.run_sync(self.code_store.index) if self.code_store else {}
+                if index.get(name) != local.version:
+                    await self._drop_copy(name, index.get(name))
+
+    async def _drop_copy(self, name: str, shared_version: str | None) -> None:
+        self.log(f"dropping the copy of {name!r} here: the cluster has "
+                 f"{'version ' + shared_version if shared_version else 'removed it'}")
+        with contextlib.suppress(FunctionNotFound):
+            await self._remove_here(name)
+
     # -- inspecting -------------------------------------------------------
 
-    def describe(self, name: str) -> dict[str, Any]:
-        return self.registry.get(name).describe()
+    async def describe(self, name: str) -> dict[str, Any]:
+        return (await self.function(name)).describe()
 
-    def list_functions(self) -> list[dict[str, Any]]:
-        return [function.describe() for function in self.registry]
+    async def list_functions(self) -> list[dict[str, Any]]:
+        """The functions here; with a code store, also those shared but not
+        yet run here (name and version only)."""
+        functions = {function.name: function.describe() for function in self.registry}
+        if self.code_store is not None:
+            for name, version in (await trio.to_thread.run_sync(self.code_store.index)).items():
+                functions.setdefault(name, {"name": name, "version": version, "built_here": False})
+        return [functions[name] for name in sorted(functions)]
 
-    def needs_invoke_key(self, name: str) -> bool:
-        return self.registry.get(name).spec.invoke_keys
+    async def needs_invoke_key(self, name: str) -> bool:
+        return (await self.function(name)).spec.invoke_keys
 
     def read_logs(self, name: str, since: int, request_id: str | None, limit: int) -> list[dict[str, Any]]:
         self.registry.get(name)  # 404 for unknown functions
@@ -460,5 +571,7 @@ class Worker:
         self.services.close()
         if self.ledger is not None:
             self.ledger.close()
+        if self.code_store is not None:
+            self.code_store.close()
         self.changes.close()
 

@@ -1,0 +1,150 @@
+"""``wasmlambda cluster up``: real redis-server, HAProxy and three workers on loopback."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from guest_sdk import build_bytes
+
+from ..conftest import FunctionFactory
+from .conftest import Reply, wait_until
+
+pytestmark = pytest.mark.skipif(shutil.which("haproxy") is None and not Path("/usr/sbin/haproxy").exists(),
+                                reason="HAProxy is not installed (make setup installs it)")
+
+
+class Cluster:
+    def __init__(self, data_dir: Path, log_path: Path) -> None:
+        self.data_dir = data_dir
+        self.log_path = log_path
+        with socket_probe() as port:
+            self.port = port
+        command = [sys.executable, "-m", "wasmlambda", "cluster", "up", "--workers", "3", "--port", str(self.port),
+                   "--data-dir", str(data_dir)]
+        with log_path.open("w") as log:
+            self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        assert line.startswith("listening on http://127.0.0.1:"), log_path.read_text()
+        self.description: dict[str, Any] = json.loads((data_dir / "cluster.json").read_text())
+        self.token = (data_dir / "admin-token").read_text().strip()
+
+    def request(self, method: str, path: str, body: bytes = b"", admin: bool = False) -> Reply:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            connection.request(method, path, body, headers={"Authorization": f"Bearer {self.token}"} if admin else {})
+            return Reply(connection.getresponse())
+        finally:
+            connection.close()
+
+    def deploy(self, name: str, folder: Path) -> None:
+        reply = self.request("POST", f"/registry/{name}", build_bytes(folder, progress=lambda _: None), admin=True)
+        assert reply.status == 201, reply.body
+
+    def worker_pid(self, worker_id: str) -> int:
+        return next(int(w["pid"]) for w in self.description["workers"] if w["id"] == worker_id)
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=60)
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+        return code
+
+
+class socket_probe:
+    """A free loopback port (closed again before use)."""
+
+    def __enter__(self) -> int:
+        import socket
+
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        port: int = self._socket.getsockname()[1]
+        return port
+
+    def __exit__(self, *_: object) -> None:
+        self._socket.close()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    running = Cluster(tmp_path / "cluster", tmp_path / "cluster.log")
+    yield running
+    pids = [running.description["balancer"]["pid"], running.description["redis"]["pid"],
+            *(w["pid"] for w in running.description["workers"])]
+    assert running.stop() == 0, running.log_path.read_text()
+    for pid in pids:  # everything it started is gone
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_cluster_description_and_routing_by_function(cluster: Cluster, make_function: FunctionFactory) -> None:
+    assert [w["id"] for w in cluster.description["workers"]] == ["w1", "w2", "w3"]
+    assert cluster.description["redis"]["url"].startswith("redis://127.0.0.1:")
+    names = [f"fn{index}" for index in range(9)]
+    for name in names:
+        cluster.deploy(name, make_function(name, f"def f(event):\n    return {name!r}\n"))
+    answered_by: dict[str, set[str]] = {name: set() for name in names}
+    for _ in range(4):
+        for name in names:
+            reply = cluster.request("POST", f"/run/{name}", b"null")
+            assert reply.json() == name
+            answered_by[name].add(reply.headers["x-wasmlambda-worker"])
+    assert all(len(workers) == 1 for workers in answered_by.values()), answered_by  # code locality
+    assert len(set().union(*answered_by.values())) >= 2, answered_by  # spread over the workers
+    listed = cluster.request("GET", "/registry/", admin=True).json()["functions"]
+    assert sorted(entry["name"] for entry in listed) == names
+
+
+def test_kill_9_of_a_worker_under_load(cluster: Cluster, make_function: FunctionFactory) -> None:
+    names = [f"fn{index}" for index in range(6)]
+    for name in names:
+        cluster.deploy(name, make_function(name, f"def f(event):\n    return {name!r}\n"))
+    homes = {name: cluster.request("POST", f"/run/{name}", b"null").headers["x-wasmlambda-worker"] for name in names}
+    victim = Counter(homes.values()).most_common(1)[0][0]
+
+    stop = threading.Event()
+    results: list[Counter[int]] = [Counter(), Counter()]
+
+    def load(tally: Counter[int]) -> None:
+        index = 0
+        while not stop.is_set():  # one request at a time: at most one in flight when the worker dies
+            try:
+                tally[cluster.request("POST", f"/run/{names[index % len(names)]}", b"null").status] += 1
+            except (OSError, http.client.HTTPException):
+                tally[0] += 1
+            index += 1
+
+    clients = [threading.Thread(target=load, args=(tally,)) for tally in results]
+    for client in clients:
+        client.start()
+    wait_until(lambda: sum(sum(tally.values()) for tally in results) >= 100, timeout_s=30, what="load before")
+    os.kill(cluster.worker_pid(victim), signal.SIGKILL)
+    before = sum(sum(tally.values()) for tally in results)
+    wait_until(lambda: sum(sum(tally.values()) for tally in results) >= before + 300, timeout_s=60,
+               what="load after the kill")
+    stop.set()
+    for client in clients:
+        client.join()
+    total = sum(results, Counter())
+    failures = sum(count for status, count in total.items() if status != 200)
+    assert failures <= len(clients), total  # at most the request each client had in flight on the victim
+    for name in names:  # no function lost
+        assert cluster.request("POST", f"/run/{name}", b"null").json() == name
+    cluster.deploy("after", make_function("after", "def f(event):\n    return 'deployed after the kill'\n"))
+    assert cluster.request("POST", "/run/after", b"null").json() == "deployed after the kill"
+    assert f"{victim} (pid {cluster.worker_pid(victim)}) exited with -9" in cluster.log_path.read_text()

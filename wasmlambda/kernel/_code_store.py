@@ -1,0 +1,103 @@
+"""The code store several workers share: deployed packages in Redis.
+
+Theory of operation: a worker's own data dir holds what it runs (code,
+snapshot); with ``code_store = "redis://..."`` it also shares what is
+deployed through it, so that every worker of a cluster can run every
+function.  Keys (``wlc:`` cannot clash with key-value state, whose keys
+start ``wl:`` or ``wls:``)::
+
+    wlc:index           hash  name -> version (the package's SHA-256 prefix)
+    wlc:package:<name>  hash  {"version", "package"}: the tar.gz as deployed
+    wlc:changes         pub/sub channel: the name of each deployed or removed function
+
+A deploy writes the package and the index entry in one transaction, then
+publishes the name.  Other workers do not build on the message: they drop
+their copy if its version differs, and fetch and build (snapshot included)
+on the function's first call there, so each worker only holds the code it
+is sent, which with consistent-hash routing is about its share.  A worker
+that was down reconciles at start: its copies that the index no longer
+names, or names at another version, are dropped.  Between a deploy and the
+message reaching a worker (about a millisecond) that worker may still serve
+the old version; a single worker's processes do not have that window.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any, cast
+
+from ..errors import ServiceUnavailable
+
+__all__ = ["CodeStore"]
+
+_INDEX = "wlc:index"
+_CHANNEL = "wlc:changes"
+
+
+def _package_key(name: str) -> str:
+    return f"wlc:package:{name}"
+
+
+class CodeStore:
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self.url = url
+        self._redis = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        self._errors = redis.RedisError
+
+    @contextlib.contextmanager
+    def _failures(self) -> Iterator[None]:
+        try:
+            yield
+        except self._errors as exc:
+            raise ServiceUnavailable(f"the shared code store ({self.url}) is unavailable: {exc}") from None
+
+    def put(self, name: str, version: str, package: bytes) -> None:
+        with self._failures():
+            pipeline = self._redis.pipeline(transaction=True)
+            pipeline.hset(_package_key(name), mapping={"version": version, "package": package})
+            pipeline.hset(_INDEX, name, version)
+            pipeline.publish(_CHANNEL, name)
+            pipeline.execute()
+
+    def delete(self, name: str) -> None:
+        with self._failures():
+            pipeline = self._redis.pipeline(transaction=True)
+            pipeline.delete(_package_key(name))
+            pipeline.hdel(_INDEX, name)
+            pipeline.publish(_CHANNEL, name)
+            pipeline.execute()
+
+    def fetch(self, name: str) -> tuple[str, bytes] | None:
+        """(version, package) of the shared function, or None if there is none."""
+        with self._failures():
+            entry = cast("dict[bytes, bytes]", self._redis.hgetall(_package_key(name)))
+        if not entry:
+            return None
+        return entry[b"version"].decode(), entry[b"package"]
+
+    def index(self) -> dict[str, str]:
+        with self._failures():
+            entries = cast("dict[bytes, bytes]", self._redis.hgetall(_INDEX))
+        return {name.decode(): version.decode() for name, version in entries.items()}
+
+    def listen(self, on_change: Callable[[str], None], stopped: Callable[[], bool]) -> None:
+        """Call ``on_change(name)`` for every change announced, until ``stopped()``
+        (checked every second); blocking: run it on a thread.  Raises
+        ServiceUnavailable when the connection is lost (the caller reconciles
+        and listens again)."""
+        with self._failures():
+            subscription: Any = self._redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+            subscription.subscribe(_CHANNEL)
+            try:
+                while not stopped():
+                    message = subscription.get_message(timeout=1.0)
+                    if message is not None and message["type"] == "message":
+                        on_change(message["data"].decode())
+            finally:
+                subscription.close()
+
+    def close(self) -> None:
+        self._redis.close()
