@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import json
 import signal
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -134,12 +135,20 @@ async def _serve_async(settings: Settings, runtime: Any, services: Any, deploy_d
     from .kernel import Worker
 
     listeners = await open_listeners(settings.host, settings.port, reuse_port=reuse_port, inherited_fd=listen_fd)
+    # Processes sharing a port, and workers sharing a code store, answer for
+    # each other (/stats, /logs, /billing): each also listens on a port of its own.
+    own_listeners = []
+    if reuse_port or listen_fd is not None or settings.code_store:
+        own_listeners = await open_listeners(settings.host, 0)
     admin_token = settings.admin_token
     if not admin_token:
         admin_token = _admin_token.load_or_create(settings.data_dir)
         log(f"admin token in {settings.data_dir / _admin_token.TOKEN_FILE} (the CLI on this machine reads it)")
     worker = Worker(settings, runtime, log, services)
     try:
+        if own_listeners:
+            reachable = settings.host if settings.host not in ("0.0.0.0", "::", "") else socket.gethostname()
+            worker.join_peers(f"http://{reachable}:{bound_address(own_listeners)[1]}")
         for directory in deploy_dirs:
             try:
                 package = build_bytes(directory, progress=log, check=False)
@@ -160,7 +169,7 @@ async def _serve_async(settings: Settings, runtime: Any, services: Any, deploy_d
                 nursery.start_soon(_cancel_on_signal, signals, nursery.cancel_scope)
                 limits = ServerLimits(settings.keepalive_timeout_s, settings.request_timeout_s,
                                       settings.max_connections, settings.max_buffered_request_mb << 20)
-                nursery.start_soon(serve, Api(worker, admin_token), listeners, settings.http, limits)
+                nursery.start_soon(serve, Api(worker, admin_token), listeners + own_listeners, settings.http, limits)
     finally:
         worker.close()
     log("stopped")

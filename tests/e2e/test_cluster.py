@@ -109,6 +109,14 @@ def test_cluster_description_and_routing_by_function(cluster: Cluster, make_func
     listed = cluster.request("GET", "/registry/", admin=True).json()["functions"]
     assert sorted(entry["name"] for entry in listed) == names
 
+    def billed_everywhere() -> bool:  # any worker answers for the whole cluster's ledgers
+        rows = cluster.request("GET", "/billing", admin=True).json()["rows"]
+        return {row["bucket"]: row["invocations"] for row in rows} == dict.fromkeys(names, 4)
+
+    wait_until(billed_everywhere, what="36 calls in the cluster's billing")
+    stats = cluster.request("GET", "/stats", admin=True).json()
+    assert stats["invocations"] == 36 and sorted(stats["processes"]) == ["w1", "w2", "w3"]
+
 
 def test_kill_9_of_a_worker_under_load(cluster: Cluster, make_function: FunctionFactory) -> None:
     names = [f"fn{index}" for index in range(6)]

@@ -22,14 +22,20 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
+
+import trio
 
 from .. import __version__
 from ..errors import BadRequest, CapacityExceeded, GuestError, NotFound, Unauthorized, WasmLambdaError
-from ..kernel import BILLING_GROUPS, MAX_PAGE_LINES, Invocation, Ledger, Usage, Worker, dollars
+from ..kernel import BILLING_GROUPS, MAX_PAGE_LINES, Invocation, Peer, Worker, dollars
+from ._fanout import ask_peers, merge_billing, merge_counters, merge_logs, parse_cursor
 from ._messages import JSON_TYPE, Request, Response
 
 Handler = Callable[[Request, list[str]], Awaitable[Response]]
+# Whom /stats, /logs and /billing answer for: this process, its worker (the
+# processes sharing a data dir), or every worker (the default).
+SCOPES = ("process", "worker", "cluster")
 # "open": anyone who reaches the port; "admin": the admin token only.
 Access = Literal["open", "admin"]
 _CHALLENGE = (b"www-authenticate", b'Bearer realm="wasmlambda"')
@@ -42,6 +48,7 @@ class Api:
         self.worker = worker
         self.started = time.monotonic()
         self._admin_token = admin_token.encode()
+        self._token = admin_token  # for asking peers, which share it
         # (first path segment, number of segments) -> {method: (handler, access)}
         admin: Access = "admin"
         self._routes: dict[tuple[str, int], dict[str, tuple[Handler, Access]]] = {
@@ -110,13 +117,29 @@ class Api:
         name = args[0]
         query = parse_qs(request.query)
         try:
-            since = int(query.get("since", ["0"])[0])
-            limit = int(query.get("limit", [str(MAX_PAGE_LINES)])[0])
+            since_text = query.get("since", ["0"])[0]
+            cursor = parse_cursor(since_text)
+            limit = min(int(query.get("limit", [str(MAX_PAGE_LINES)])[0]), MAX_PAGE_LINES)
         except ValueError:
-            raise BadRequest("since and limit must be integers (since: the last seq you saw)") from None
-        lines = self.worker.read_logs(name, since, query.get("request_id", [None])[0], limit)
-        return Response.json(200, {"function": name, "lines": lines,
-                                   "next": lines[-1]["seq"] if lines else since})
+            raise BadRequest("since and limit must be integers (since: the \"next\" of the last page)") from None
+        request_id = query.get("request_id", [None])[0]
+        peers = await self._peers(request)
+        if peers is None:
+            since = cursor.get(self.worker.id, cursor.get("*", 0))
+            lines = self.worker.read_logs(name, since, request_id, limit)
+            return Response.json(200, {"function": name, "lines": lines, "next": lines[-1]["seq"] if lines else since})
+        only = f"&request_id={quote(request_id)}" if request_id else ""
+
+        def page_of(peer: Peer) -> str:
+            since = cursor.get(peer.process, cursor.get("*", 0))
+            return f"/logs/{name}?scope=process&since={since}&limit={limit}{only}"
+
+        answers, unreachable = await ask_peers(peers, page_of, self._token)
+        if not answers and not unreachable:
+            raise NotFound(f"no function named {name!r} is deployed")
+        lines, next_cursor = merge_logs(answers, cursor, limit)
+        return Response.json(200, {"function": name, "lines": lines, "next": next_cursor,
+                                   "unreachable": unreachable})
 
     async def _deploy(self, request: Request, args: list[str]) -> Response:
         if not request.body:
@@ -155,45 +178,55 @@ class Api:
         return Response.json(200, {"namespaces": self.worker.list_grants()})
 
     async def _billing(self, request: Request, args: list[str]) -> Response:
-        ledger = self._ledger()
         query = parse_qs(request.query)
         group = query.get("group", ["fn"])[0]
         if group not in BILLING_GROUPS:
             raise BadRequest(f"group must be one of {', '.join(BILLING_GROUPS)}, got {group!r}")
         since, until = (parse_time(query[key][0]) if key in query else None for key in ("since", "until"))
-        rows = await ledger.aggregate(query.get("fn", [None])[0], since, until, group)
+        rows = await self.worker.billing(query.get("fn", [None])[0], since, until, group)
+        others, unreachable = await self._ask_other_workers(request, "/billing")
+        rows = merge_billing([rows, *(answer["rows"] for answer in others)])
         for row in rows:
             row["cost"] = dollars(row["cost_pusd"])
-        return Response.json(200, {"group": group, "unit": "pico-dollars (1e-12 USD) in *_pusd fields",
-                                   "rows": rows})
+        document: dict[str, Any] = {"group": group, "unit": "pico-dollars (1e-12 USD) in *_pusd fields",
+                                    "rows": rows}
+        if others or unreachable:
+            document["unreachable"] = unreachable
+        return Response.json(200, document)
+
+    async def _ask_other_workers(self, request: Request, path: str) -> tuple[list[Any], list[str]]:
+        """The same question to one process of each other worker (each answers from
+        its own ledger, which its processes share); none without peers."""
+        peers = await self._peers(request, widest="worker")
+        if peers is None:
+            return [], []
+        mine = self.worker.peer.worker if self.worker.peer is not None else ""
+        one_each = {peer.worker: peer for peer in peers if peer.worker != mine}
+        target = f"{path}?{request.query}&scope=worker" if request.query else f"{path}?scope=worker"
+        answers, unreachable = await ask_peers(list(one_each.values()), target, self._token)
+        return [answer for _, answer in answers], unreachable
+
+    async def _peers(self, request: Request, widest: Literal["worker", "process"] = "process") -> list[Peer] | None:
+        """The peers to ask, or None to answer from here alone: ``?scope=process``
+        (and, for the ledger, ``scope=worker``) asks for this one only."""
+        registry = self.worker.peers
+        scope = parse_qs(request.query).get("scope", ["cluster"])[0]
+        if scope not in SCOPES:
+            raise BadRequest(f"scope must be one of {', '.join(SCOPES)}, got {scope!r}")
+        if registry is None or scope == "process" or scope == widest:
+            return None
+        return await trio.to_thread.run_sync(registry.peers)
 
     async def _explain(self, request: Request, args: list[str]) -> Response:
         request_id = args[0]
-        record = await self._ledger().find(request_id)
-        if record is None:
-            raise NotFound(f"no invocation with request id {request_id!r} in the ledger")
-        usage = Usage(record["request_id"], record["function"], record["ts"], record["status"], bool(record["cold"]),
-                      record["queue_us"], record["restore_us"], record["run_us"], record["cpu_us"],
-                      record["memory_mb"],
-                      record["peak_memory_bytes"], record["fuel"], record["bytes_in"], record["bytes_out"])
-        prices = self.worker.prices
-        return Response.json(200, {
-            **record,
-            "cold": usage.cold,
-            "phases_us": {"queue": usage.queue_us, "restore": usage.restore_us, "run": usage.run_us,
-                          "cpu": usage.cpu_us, "billed": usage.billed_us},
-            "price_lines": prices.explain(usage) + ([{
-                "item": "nested calls", "cost_pusd": record["nested_cost_pusd"],
-                "formula": f"{record['nested_calls']} call(s) made with wasmlambda_guest.invoke/map"}]
-                if record["nested_calls"] else []),
-            "cost": dollars(record["cost_pusd"]),
-            "rounding": {"1ms": dollars(record["cost_1ms_pusd"]), "100ms": dollars(record["cost_100ms_pusd"])},
-        })
+        explained = await self.worker.explain(request_id)
+        if explained is None:  # billed by another worker of the cluster?
+            others, _ = await self._ask_other_workers(request, f"/billing/{quote(request_id)}")
+            if not others:
+                raise NotFound(f"no invocation with request id {request_id!r} in the ledger")
+            explained = others[0]
+        return Response.json(200, explained)
 
-    def _ledger(self) -> Ledger:
-        if self.worker.ledger is None:
-            raise NotFound("billing is off on this worker (billing = false)")
-        return self.worker.ledger
 
     async def _metrics(self, request: Request, args: list[str]) -> Response:
         text = self.worker.metrics.to_prometheus(self.worker.gauges())
@@ -210,7 +243,17 @@ class Api:
 
     async def _stats(self, request: Request, args: list[str]) -> Response:
         # Open (OpenLambda's client reads it): worker-wide counters; per function with the token.
-        return Response.json(200, self.worker.stats_json(per_function=self.is_admin(request)))
+        admin = self.is_admin(request)
+        peers = await self._peers(request)
+        if peers is None:
+            return Response.json(200, self.worker.stats_json(per_function=admin))
+        answers, unreachable = await ask_peers(peers, "/stats?scope=process", self._token)
+        stats = merge_counters([answer for _, answer in answers]) if answers else self.worker.stats_json()
+        if not admin:
+            stats.pop("functions", None)
+        stats["processes"] = [peer.process for peer, _ in answers]
+        stats["unreachable"] = unreachable
+        return Response.json(200, stats)
 
 
 def run_response(invocation: Invocation, with_logs: bool = False) -> Response:

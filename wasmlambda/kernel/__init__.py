@@ -5,6 +5,7 @@ from ._ledger import Ledger
 from ._logs import MAX_PAGE_LINES
 from ._meter import PriceModel, Usage, dollars
 from ._package import FunctionSpec, Limits
+from ._peers import Peer, PeerRegistry, peer_registry
 from ._pool import Pool
 from ._worker import Invocation, Worker
 
@@ -15,9 +16,12 @@ __all__ = [
     "Invocation",
     "Ledger",
     "Limits",
+    "Peer",
+    "PeerRegistry",
     "Pool",
     "PriceModel",
     "Usage",
     "Worker",
     "dollars",
+    "peer_registry",
 ]

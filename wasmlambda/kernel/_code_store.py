@@ -9,6 +9,7 @@ start ``wl:`` or ``wls:``)::
     wlc:index           hash  name -> version (the package's SHA-256 prefix)
     wlc:package:<name>  hash  {"version", "package"}: the tar.gz as deployed
     wlc:changes         pub/sub channel: the name of each deployed or removed function
+    wlc:peers           hash  process id -> {"process", "worker", "url"} (see _peers.py)
 
 A deploy writes the package and the index entry in one transaction, then
 publishes the name.  Other workers do not build on the message: they drop
@@ -24,6 +25,7 @@ the old version; a single worker's processes do not have that window.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable, Iterator
 from typing import Any, cast
 
@@ -33,6 +35,7 @@ __all__ = ["CodeStore"]
 
 _INDEX = "wlc:index"
 _CHANNEL = "wlc:changes"
+_PEERS = "wlc:peers"
 
 
 def _package_key(name: str) -> str:
@@ -99,5 +102,30 @@ class CodeStore:
             finally:
                 subscription.close()
 
+    def peer_registry(self) -> _RedisPeers:
+        return _RedisPeers(self)
+
     def close(self) -> None:
         self._redis.close()
+
+
+class _RedisPeers:
+    """Every process of every worker of the cluster, in one Redis hash."""
+
+    def __init__(self, store: CodeStore) -> None:
+        self._store = store
+
+    def register(self, peer: Any) -> None:
+        with self._store._failures():
+            self._store._redis.hset(_PEERS, peer.process, json.dumps(peer._asdict()))
+
+    def withdraw(self, process: str) -> None:
+        with self._store._failures():
+            self._store._redis.hdel(_PEERS, process)
+
+    def peers(self) -> list[Any]:
+        from ._peers import Peer
+
+        with self._store._failures():
+            entries = cast("dict[bytes, bytes]", self._store._redis.hgetall(_PEERS))
+        return sorted(Peer(**json.loads(value)) for value in entries.values())

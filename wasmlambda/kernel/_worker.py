@@ -27,6 +27,7 @@ from ..errors import (
     DeadlineExceeded,
     DeployError,
     FunctionNotFound,
+    NotFound,
     PayloadTooLarge,
     ServiceUnavailable,
     WasmLambdaError,
@@ -39,9 +40,10 @@ from ._code_store import CodeStore
 from ._composition import Bill, InvokeService
 from ._ledger import Ledger
 from ._logs import LogStore
-from ._meter import PriceModel, Usage, microseconds
+from ._meter import PriceModel, Usage, dollars, microseconds
 from ._metrics import Metrics
 from ._package import NATIVE_FILE, Limits, check_name, extract, kind_of, read_spec
+from ._peers import Peer, PeerRegistry, peer_registry
 from ._pool import Pool
 from ._registry import COMPILED, Function, Registry
 from ._scheduler import CallerGone, Scheduler
@@ -121,6 +123,9 @@ class Worker:
         # Shared with the other workers of a cluster (None: this worker's data dir only).
         self.code_store = CodeStore(settings.code_store) if settings.code_store else None
         self._trio_token: trio.lowlevel.TrioToken | None = None  # for nested calls that fetch shared code
+        # The other processes and workers this one answers for (see join_peers).
+        self.peers: PeerRegistry | None = None
+        self.peer: Peer | None = None
         self.registry.load(warn=log)
         self._prepare_loaded_functions()
 
@@ -427,6 +432,21 @@ class Worker:
             self.registry.retire(function.directory)
         self.log(f"removed {name!r}")
 
+    # -- peers: the processes and workers /stats, /logs and /billing answer for
+
+    def join_peers(self, url: str) -> None:
+        """Be asked at ``url`` by the other processes of this worker (sharing
+        its data dir) and, with a code store, by every worker of the cluster."""
+        self.peers = peer_registry(self.settings.data_dir, self.code_store)
+        # Processes of one worker share its ledger: they are one billing group.
+        self.peer = Peer(self.id, f"{socket.gethostname()}:{self.settings.data_dir.resolve()}", url)
+        self.peers.register(self.peer)
+
+    def leave_peers(self) -> None:
+        if self.peers is not None and self.peer is not None:
+            with contextlib.suppress(ServiceUnavailable, OSError):
+                self.peers.withdraw(self.peer.process)
+
     # -- following the shared code store ----------------------------------
 
     async def follow_code_store(self) -> None:
@@ -493,6 +513,39 @@ class Worker:
     def read_logs(self, name: str, since: int, request_id: str | None, limit: int) -> list[dict[str, Any]]:
         self.registry.get(name)  # 404 for unknown functions
         return self.logs.read(name, since, request_id, limit)
+
+    # -- billing -----------------------------------------------------------
+
+    def _ledger(self) -> Ledger:
+        if self.ledger is None:
+            raise NotFound("billing is off on this worker (billing = false)")
+        return self.ledger
+
+    async def billing(self, function: str | None, since: float | None, until: float | None,
+                      group: str) -> list[dict[str, Any]]:
+        """This worker's ledger summed per ``group`` bucket (its processes share it)."""
+        return await self._ledger().aggregate(function, since, until, group)
+
+    async def explain(self, request_id: str) -> dict[str, Any] | None:
+        """One invocation's bill, line by line, or None if this worker did not bill it."""
+        record = await self._ledger().find(request_id)
+        if record is None:
+            return None
+        usage = Usage(record["request_id"], record["function"], record["ts"], record["status"], bool(record["cold"]),
+                      record["queue_us"], record["restore_us"], record["run_us"], record["cpu_us"],
+                      record["memory_mb"], record["peak_memory_bytes"], record["fuel"], record["bytes_in"],
+                      record["bytes_out"])
+        nested = [{"item": "nested calls", "cost_pusd": record["nested_cost_pusd"],
+                   "formula": f"{record['nested_calls']} call(s) made with wasmlambda_guest.invoke/map"}]
+        return {
+            **record,
+            "cold": usage.cold,
+            "phases_us": {"queue": usage.queue_us, "restore": usage.restore_us, "run": usage.run_us,
+                          "cpu": usage.cpu_us, "billed": usage.billed_us},
+            "price_lines": self.prices.explain(usage) + (nested if record["nested_calls"] else []),
+            "cost": dollars(record["cost_pusd"]),
+            "rounding": {"1ms": dollars(record["cost_1ms_pusd"]), "100ms": dollars(record["cost_100ms_pusd"])},
+        }
 
     # -- access: invoke keys and shared namespaces ------------------------
 
@@ -566,6 +619,7 @@ class Worker:
         return gauges
 
     def close(self) -> None:
+        self.leave_peers()
         self.scheduler.close()
         self.pool.close()
         self.services.close()
