@@ -6,6 +6,7 @@ Usage: python bench/baseline_server.py [PORT]   (prints "listening on http://HOS
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from functools import partial
@@ -19,6 +20,12 @@ from f import f as handler
 
 
 async def serve_connection(stream: trio.SocketStream) -> None:
+    # A client that resets its connections when it stops (wrk does) ends only that connection.
+    with contextlib.suppress(trio.BrokenResourceError):
+        await _serve(stream)
+
+
+async def _serve(stream: trio.SocketStream) -> None:
     connection = h11.Connection(h11.SERVER)
     body = bytearray()
     while True:

@@ -269,7 +269,9 @@ class _Cluster:
             raise ConfigError(f"{name} exited during startup")
 
     async def _watch(self, name: str, command: list[str], worker: bool, ready: trio.Event) -> None:
-        environment = {**os.environ, "WASMLAMBDA_ADMIN_TOKEN": self.token}
+        # Several workers on one machine's cores: their sandbox threads sleep
+        # rather than busy-wait (as `serve --processes N` does), unless told otherwise.
+        environment = {"WASMLAMBDA_SPIN_US": "0", **os.environ, "WASMLAMBDA_ADMIN_TOKEN": self.token}
         while True:
             process = await trio.lowlevel.open_process(command, env=environment,
                                                        stdout=subprocess.PIPE if worker else subprocess.DEVNULL)

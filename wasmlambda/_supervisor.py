@@ -47,6 +47,7 @@ READY_PREFIX = b"wasmlambda listening on "
 # A child that dies sooner than this after starting is restarted only after a pause.
 _QUICK_DEATH_S = 5.0
 _STOP_GRACE_S = 10.0
+_DEFAULT_SPIN_US = next(f.default for f in dataclasses.fields(Settings) if f.name == "spin_us")
 
 
 def process_count(settings: Settings) -> int:
@@ -70,7 +71,12 @@ def supervise(settings: Settings, deploy_dirs: list[Path], log: Callable[[str], 
     with holder:
         host, port = holder.getsockname()[:2]
         base_id = settings.worker_id or socket.gethostname()
-        environment = _child_environment(dataclasses.replace(settings, port=port, processes=1))
+        child_settings = dataclasses.replace(settings, port=port, processes=1)
+        if settings.spin_us == _DEFAULT_SPIN_US:
+            # Busy-waiting threads of one process would take the cores its
+            # siblings need (measured in bench/RESULTS.md): they sleep instead.
+            child_settings = dataclasses.replace(child_settings, spin_us=0)
+        environment = _child_environment(child_settings)
         extra = ["--reuse-port"] if reuse_port else ["--listen-fd", str(holder.fileno())]
         children = [_Child(f"{base_id}.{index}", environment, extra, holder.fileno(), log)
                     for index in range(count)]

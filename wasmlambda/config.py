@@ -52,7 +52,8 @@ class Settings:
     # event loop (when one call is in flight) up to 4x this for its result,
     # until it has other I/O, yielding the CPU to anything runnable, before
     # they sleep: waking a sleeping thread costs ~50 µs on a VM.  0: never
-    # busy-wait (many workers on few cores).
+    # busy-wait (many workers on few cores; the default of each process of
+    # `serve --processes N` above 1, unless set).
     spin_us: int = 300
     # Requests that may wait for a thread before new ones get 503.
     max_queue: int = 1024
