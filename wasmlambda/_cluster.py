@@ -70,7 +70,7 @@ def add_cluster_commands(commands: Any) -> None:
     config = cluster_commands.add_parser("config", help="print the balancer config for workers you run yourself",
                                          description="Print an HAProxy (or nginx) config for the given workers.")
     config.add_argument("workers", nargs="+", metavar="HOST:PORT", help="the workers' addresses")
-    config.add_argument("--port", type=int, default=8080, help="the balancer's port (default 8080)")
+    config.add_argument("--port", type=int, default=8080, help="the balancer's port (default 8080, 1-65535)")
     config.add_argument("--bind", default="0.0.0.0", help="the balancer's address (default 0.0.0.0)")
     config.add_argument("--nginx", action="store_true", help="an nginx config instead (passive health checks only)")
     config.add_argument("--balance", choices=["hash", "roundrobin"], default="hash")
@@ -154,6 +154,8 @@ def nginx_config(servers: Sequence[Server], bind: str, port: int, balance: str =
 
 
 def _config(args: argparse.Namespace) -> int:
+    if not 0 < args.port <= 65535:
+        raise ConfigError(f"--port must be 1-65535, got {args.port}")
     servers = []
     for index, address in enumerate(args.workers, start=1):
         host, _, port = address.rpartition(":")
@@ -171,6 +173,8 @@ def _config(args: argparse.Namespace) -> int:
 def _up(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+    if not 0 < args.port <= 65535:
+        raise ConfigError(f"--port must be 1-65535 (HAProxy needs a fixed port), got {args.port}")
     for tool in ("haproxy", *(() if args.state else ("redis-server",))):
         if _which(tool) is None:
             raise ConfigError(f"{tool} is not installed (README's `make setup` installs it: apt-get install {tool})")

@@ -156,3 +156,17 @@ def test_kill_9_of_a_worker_under_load(cluster: Cluster, make_function: Function
     cluster.deploy("after", make_function("after", "def f(event):\n    return 'deployed after the kill'\n"))
     assert cluster.request("POST", "/run/after", b"null").json() == "deployed after the kill"
     assert f"{victim} (pid {cluster.worker_pid(victim)}) exited with -9" in cluster.log_path.read_text()
+
+
+def test_an_invoke_key_created_through_any_worker_opens_every_worker(
+        cluster: Cluster, make_function: FunctionFactory) -> None:
+    cluster.deploy("locked", make_function("locked", "def f(event):\n    return 'opened'\n",
+                                           toml="[function]\ninvoke_keys = true\n"))
+    key = cluster.request("POST", "/keys/locked", admin=True).json()["key"]
+    for worker in cluster.description["workers"]:  # each worker directly, not through the balancer
+        connection = http.client.HTTPConnection("127.0.0.1", worker["port"], timeout=30)
+        for headers, expected in (({}, 401), ({"Authorization": f"Bearer {key}"}, 200)):
+            connection.request("POST", "/run/locked", b"null", headers=headers)
+            reply = Reply(connection.getresponse())
+            assert reply.status == expected, (worker["id"], reply.body)
+        connection.close()

@@ -105,7 +105,7 @@ class Api:
         name = args[0]
         if await self.worker.needs_invoke_key(name) and not self.is_admin(request):
             presented = _bearer(request)
-            if presented is None or not self.worker.check_invoke_key(name, presented):
+            if presented is None or not await self.worker.check_invoke_key(name, presented):
                 raise Unauthorized(f"{name!r} needs an invoke key (Authorization: Bearer wlk_...)")
         target = f"{request.path}?{request.query}" if request.query else request.path
         head = b"%s %s\r\n%s" % (request.method.encode(), target.encode(),
@@ -157,10 +157,10 @@ class Api:
         return Response.json(200, {"functions": await self.worker.list_functions()})
 
     async def _list_keys(self, request: Request, args: list[str]) -> Response:
-        return Response.json(200, {"function": args[0], "keys": self.worker.list_invoke_keys(args[0])})
+        return Response.json(200, {"function": args[0], "keys": await self.worker.list_invoke_keys(args[0])})
 
     async def _create_key(self, request: Request, args: list[str]) -> Response:
-        return Response.json(201, self.worker.create_invoke_key(args[0]))
+        return Response.json(201, await self.worker.create_invoke_key(args[0]))
 
     async def _revoke_key(self, request: Request, args: list[str]) -> Response:
         self.worker.revoke_invoke_key(args[0], args[1])

@@ -1,7 +1,9 @@
 """Who may call a function, and which shared state a function may reach.
 
 Both are the operator's decisions, taken through the admin API and kept in
-small JSON files in the data dir (mode 0600, replaced atomically):
+small JSON documents: files in the data dir (mode 0600, replaced
+atomically), or, for the workers of a cluster, in its Redis, so that a key
+created through any worker opens every worker (``_code_store.py``):
 
 * **Invoke keys** (``invoke-keys.json``).  A function deployed with
   ``[function] invoke_keys = true`` answers ``/run`` only to a caller
@@ -27,11 +29,11 @@ import secrets
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import BadRequest, NotFound
 
-__all__ = ["SHARED_PREFIX", "InvokeKeys", "NamespaceGrants", "check_shared_name"]
+__all__ = ["SHARED_PREFIX", "Document", "InvokeKeys", "JsonFile", "NamespaceGrants", "check_shared_name"]
 
 SHARED_PREFIX = "shared:"
 _KEY = re.compile(r"wlk_([0-9a-f]{8})_([A-Za-z0-9_-]{20,100})")
@@ -46,7 +48,15 @@ def check_shared_name(name: str) -> str:
     return SHARED_PREFIX + bare
 
 
-class _JsonFile:
+class Document(Protocol):
+    """Where a JSON object is kept: read whole, written whole."""
+
+    def load(self) -> dict[str, Any]: ...
+
+    def save(self, document: dict[str, Any]) -> None: ...
+
+
+class JsonFile:
     """A small document on disk, rewritten whole (fsync + rename) on every change."""
 
     def __init__(self, path: Path) -> None:
@@ -72,8 +82,8 @@ class _JsonFile:
 
 
 class InvokeKeys:
-    def __init__(self, path: Path) -> None:
-        self._file = _JsonFile(path)
+    def __init__(self, document: Document) -> None:
+        self._file = document
         self._lock = threading.Lock()
         # function -> key id -> {"sha256": hex, "created": epoch seconds}
         self._keys: dict[str, dict[str, dict[str, Any]]] = self._file.load()
@@ -87,6 +97,7 @@ class InvokeKeys:
         """A new key for ``function``; the secret is in this answer only."""
         key_id, secret = secrets.token_hex(4), secrets.token_urlsafe(32)
         with self._lock:
+            self._keys = self._file.load()  # another process or worker may have changed it
             self._keys.setdefault(function, {})[key_id] = {"sha256": _digest(secret), "created": time.time()}
             self._file.save(self._keys)
         return {"function": function, "id": key_id, "key": f"wlk_{key_id}_{secret}"}
@@ -97,6 +108,7 @@ class InvokeKeys:
 
     def revoke(self, function: str, key_id: str) -> None:
         with self._lock:
+            self._keys = self._file.load()
             if key_id not in self._keys.get(function, {}):
                 raise NotFound(f"{function!r} has no invoke key {key_id!r}")
             del self._keys[function][key_id]
@@ -107,6 +119,7 @@ class InvokeKeys:
     def forget(self, function: str) -> None:
         """Drop a removed function's keys (a function deployed later under its name starts with none)."""
         with self._lock:
+            self._keys = self._file.load()
             if self._keys.pop(function, None) is not None:
                 self._file.save(self._keys)
 
@@ -119,8 +132,8 @@ class InvokeKeys:
 
 
 class NamespaceGrants:
-    def __init__(self, path: Path) -> None:
-        self._file = _JsonFile(path)
+    def __init__(self, document: Document) -> None:
+        self._file = document
         self._lock = threading.Lock()
         # shared namespace -> functions granted
         self._grants: dict[str, list[str]] = {}
@@ -144,6 +157,7 @@ class NamespaceGrants:
     def grant(self, namespace: str, function: str) -> None:
         namespace = check_shared_name(namespace)
         with self._lock:
+            self._grants = self._file.load()
             functions = self._grants.setdefault(namespace, [])
             if function not in functions:
                 functions.append(function)
@@ -153,6 +167,7 @@ class NamespaceGrants:
     def revoke(self, namespace: str, function: str) -> None:
         namespace = check_shared_name(namespace)
         with self._lock:
+            self._grants = self._file.load()
             functions = self._grants.get(namespace, [])
             if function not in functions:
                 raise NotFound(f"{function!r} has no grant on {namespace!r}")

@@ -10,6 +10,8 @@ start ``wl:`` or ``wls:``)::
     wlc:package:<name>  hash  {"version", "package"}: the tar.gz as deployed
     wlc:changes         pub/sub channel: the name of each deployed or removed function
     wlc:peers           hash  process id -> {"process", "worker", "url"} (see _peers.py)
+    wlc:doc:<name>      string: the cluster's invoke keys and namespace grants (JSON, see _access.py);
+                        a change is announced on wlc:changes as ACCESS_CHANGED
 
 A deploy writes the package and the index entry in one transaction, then
 publishes the name.  Other workers do not build on the message: they drop
@@ -31,11 +33,13 @@ from typing import Any, cast
 
 from ..errors import ServiceUnavailable
 
-__all__ = ["CodeStore"]
+__all__ = ["ACCESS_CHANGED", "CodeStore"]
 
 _INDEX = "wlc:index"
 _CHANNEL = "wlc:changes"
 _PEERS = "wlc:peers"
+# Announced when invoke keys or grants change (no function has this name).
+ACCESS_CHANGED = "\0access"
 
 
 def _package_key(name: str) -> str:
@@ -102,11 +106,34 @@ class CodeStore:
             finally:
                 subscription.close()
 
+    def document(self, name: str) -> _RedisDocument:
+        return _RedisDocument(self, name)
+
     def peer_registry(self) -> _RedisPeers:
         return _RedisPeers(self)
 
     def close(self) -> None:
         self._redis.close()
+
+
+class _RedisDocument:
+    """A JSON document the workers share; saving it tells them to re-read it."""
+
+    def __init__(self, store: CodeStore, name: str) -> None:
+        self._store, self._key = store, f"wlc:doc:{name}"
+
+    def load(self) -> dict[str, Any]:
+        with self._store._failures():
+            text = self._store._redis.get(self._key)
+        document = json.loads(text) if text else {}
+        return document if isinstance(document, dict) else {}
+
+    def save(self, document: dict[str, Any]) -> None:
+        with self._store._failures():
+            pipeline = self._store._redis.pipeline(transaction=True)
+            pipeline.set(self._key, json.dumps(document, sort_keys=True))
+            pipeline.publish(_CHANNEL, ACCESS_CHANGED)
+            pipeline.execute()
 
 
 class _RedisPeers:

@@ -34,9 +34,9 @@ from ..errors import (
 )
 from ..sandbox import Instance, Runtime
 from ..services import CallContext, ServiceFailure, Services
-from ._access import InvokeKeys, NamespaceGrants
+from ._access import InvokeKeys, JsonFile, NamespaceGrants
 from ._changes import ChangeToken
-from ._code_store import CodeStore
+from ._code_store import ACCESS_CHANGED, CodeStore
 from ._composition import Bill, InvokeService
 from ._ledger import Ledger
 from ._logs import LogStore
@@ -103,8 +103,14 @@ class Worker:
         self.log = log
         self.default_limits = Limits(settings.default_timeout_ms, settings.default_memory_mb)
         self.registry = Registry(settings.data_dir)
-        self.keys = InvokeKeys(settings.data_dir / "invoke-keys.json")
-        self.grants = NamespaceGrants(settings.data_dir / "namespaces.json")
+        # Shared with the other workers of a cluster (None: this worker's data dir only).
+        self.code_store = CodeStore(settings.code_store) if settings.code_store else None
+        if self.code_store is not None:  # a key created through any worker opens every worker
+            self.keys = InvokeKeys(self.code_store.document("invoke-keys"))
+            self.grants = NamespaceGrants(self.code_store.document("namespaces"))
+        else:
+            self.keys = InvokeKeys(JsonFile(settings.data_dir / "invoke-keys.json"))
+            self.grants = NamespaceGrants(JsonFile(settings.data_dir / "namespaces.json"))
         # Sibling processes sharing the data dir (serve --processes) announce their changes here.
         self.changes = ChangeToken(settings.data_dir)
         self.pool = Pool(settings.memory_budget_mb << 20, settings.idle_timeout_s, settings.max_instances)
@@ -120,8 +126,6 @@ class Worker:
         self.ledger = Ledger(settings.data_dir / "ledger.sqlite3", settings.ledger_flush_ms / 1000, log) \
             if settings.billing else None
         self._deploy_locks: dict[str, trio.Lock] = {}
-        # Shared with the other workers of a cluster (None: this worker's data dir only).
-        self.code_store = CodeStore(settings.code_store) if settings.code_store else None
         self._trio_token: trio.lowlevel.TrioToken | None = None  # for nested calls that fetch shared code
         # The other processes and workers this one answers for (see join_peers).
         self.peers: PeerRegistry | None = None
@@ -481,6 +485,11 @@ class Worker:
 
     async def _drop_stale(self, changes: trio.MemoryReceiveChannel[str]) -> None:
         async for name in changes:
+            if name == ACCESS_CHANGED:  # invoke keys or grants changed through some worker
+                with contextlib.suppress(ServiceUnavailable):
+                    await trio.to_thread.run_sync(self.keys.reload)
+                    await trio.to_thread.run_sync(self.grants.reload)
+                continue
             with contextlib.suppress(FunctionNotFound):
                 local = self.registry.get(name)
                 index = await trio.to_thread.run_sync(self.code_store.index) if self.code_store else {}
@@ -549,15 +558,29 @@ class Worker:
 
     # -- access: invoke keys and shared namespaces ------------------------
 
-    def check_invoke_key(self, name: str, presented: str) -> bool:
+    async def check_invoke_key(self, name: str, presented: str) -> bool:
+        if self.keys.check(name, presented):
+            return True
+        if self.code_store is None:
+            return False
+        # Created through another worker a moment ago (its announcement may not
+        # have arrived yet)?  Ask the cluster's copy before refusing.
+        await trio.to_thread.run_sync(self.keys.reload)
         return self.keys.check(name, presented)
 
-    def list_invoke_keys(self, name: str) -> list[dict[str, Any]]:
-        self.registry.get(name)  # 404 for unknown functions
+    async def _check_deployed(self, name: str) -> None:
+        """FunctionNotFound unless ``name`` is deployed here or (with a code store) in the cluster."""
+        if name in self.registry:
+            return
+        if self.code_store is None or name not in await trio.to_thread.run_sync(self.code_store.index):
+            raise FunctionNotFound(f"no function named {name!r} is deployed")
+
+    async def list_invoke_keys(self, name: str) -> list[dict[str, Any]]:
+        await self._check_deployed(name)
         return self.keys.list(name)
 
-    def create_invoke_key(self, name: str) -> dict[str, Any]:
-        self.registry.get(name)
+    async def create_invoke_key(self, name: str) -> dict[str, Any]:
+        await self._check_deployed(name)
         key = self.keys.create(name)
         self.changes.announce()
         return key
