@@ -23,7 +23,7 @@ from guest_sdk import build_bytes
 from wasmlambda import _guest_runtime
 from wasmlambda.config import Settings
 from wasmlambda.kernel import Worker
-from wasmlambda.kernel._composition import Bill
+from wasmlambda.kernel._meter import Bill
 from wasmlambda.sandbox import Runtime, RuntimeImage
 from wasmlambda.services import CallContext, Services
 
@@ -46,7 +46,7 @@ async def measure(calls: int, scratch: Path) -> None:
     services = Services({})
     runtime = Runtime(RuntimeImage(_guest_runtime.locate(settings.cache_dir)), settings.cache_dir,
                       max_instances=32, max_memory_mb=256, host_dispatch=services.dispatch)
-    worker = Worker(settings, runtime, lambda _: None, services)
+    worker = Worker(settings, runtime, services, lambda _: None)
     try:
         print(f"{calls} calls each, p50, one thread, in process\n")
         print("| functions | leaf µs | chain of 10 µs | hop: (chain - leaf) / 9 µs |")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from wasmlambda.kernel import Ledger, PriceModel, Usage
-from wasmlambda.kernel._composition import Bill
+from wasmlambda.kernel._meter import Bill
 from wasmlambda.kernel._metrics import Metrics
 
 PRICES = PriceModel(16_666_667, 200_000)

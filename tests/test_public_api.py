@@ -75,3 +75,14 @@ def test_the_repository_stands_alone() -> None:
         if re.search(r"DESIGN\.md|\.\./shared|shared/(?:notes|seeds)", text) and name != "tests/test_public_api.py":
             offenders.append(name)
     assert offenders == []
+
+
+def test_the_command_line_loads_wasmtime_only_to_serve() -> None:
+    """Talking to a worker (ls, invoke, billing) must not load the kernel or Wasmtime."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, wasmlambda.cli, wasmlambda._remote; "
+             "print(sorted(m for m in ('wasmtime', 'wasmlambda.kernel', 'wasmlambda.sandbox') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"

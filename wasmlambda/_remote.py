@@ -18,8 +18,8 @@ from urllib.parse import quote
 
 from . import _admin_token
 from ._client import DEFAULT_URL, ClientError, WorkerClient
+from ._money import dollars
 from .config import load_settings
-from .kernel import dollars
 
 
 def add_remote_commands(commands: Any) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import trio
 
-from . import __version__, _admin_token, _guest_runtime, _supervisor
+from . import __version__, _admin_token, _guest_runtime
 from ._cluster import add_cluster_commands
 from ._remote import add_remote_commands
 from .config import Settings, load_settings
@@ -110,6 +110,8 @@ def _serve(args: argparse.Namespace) -> int:
         if not (directory / "f.py").is_file() and not (directory / "f.c").is_file():
             raise ConfigError(f"--deploy {directory}: no f.py or f.c in that folder")
     image = RuntimeImage(_guest_runtime.locate(settings.cache_dir))
+    from . import _supervisor
+
     is_child = args.reuse_port or args.listen_fd is not None
     if not is_child and _supervisor.process_count(settings) > 1:
         if not settings.admin_token:  # made once here, not raced for by the children
@@ -144,7 +146,7 @@ async def _serve_async(settings: Settings, runtime: Any, services: Any, deploy_d
     if not admin_token:
         admin_token = _admin_token.load_or_create(settings.data_dir)
         log(f"admin token in {settings.data_dir / _admin_token.TOKEN_FILE} (the CLI on this machine reads it)")
-    worker = Worker(settings, runtime, log, services)
+    worker = Worker(settings, runtime, services, log)
     try:
         if own_listeners:
             reachable = settings.host if settings.host not in ("0.0.0.0", "::", "") else socket.gethostname()

@@ -54,7 +54,7 @@ def test_nested_calls_ending_after_a_504_are_billed(runtime_image: RuntimeImage,
     """)
 
     async def scenario() -> None:
-        worker = Worker(Settings(data_dir=tmp_path / "data"), runtime, lambda _: None, services)
+        worker = Worker(Settings(data_dir=tmp_path / "data"), runtime, services, lambda _: None)
         try:
             for folder in (caller, stalls):
                 await worker.deploy(folder.name, build_bytes(folder, progress=lambda _: None, check=False))

@@ -10,8 +10,7 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 from wasmlambda.kernel import Ledger, PriceModel, Usage, dollars
-from wasmlambda.kernel._composition import Bill
-from wasmlambda.kernel._meter import microseconds
+from wasmlambda.kernel._meter import Bill, microseconds
 from wasmlambda.kernel._metrics import Metrics
 
 PRICES = PriceModel(gb_second_pusd=16_666_667, request_pusd=200_000, million_fuel_pusd=50)

@@ -13,8 +13,10 @@ from hypothesis import strategies as st
 
 from wasmlambda.config import Settings
 from wasmlambda.kernel import Worker
-from wasmlambda.sandbox import Runtime
+from wasmlambda.sandbox import Runtime, RuntimeImage
 from wasmlambda.services import CallContext, KeyValueService, Service, ServiceFailure, Services, SQLiteStore
+
+from ..conftest import CACHE_DIR
 
 
 class Echo(Service):
@@ -62,13 +64,21 @@ REQUESTS = st.fixed_dictionaries(
 
 
 @pytest.fixture(scope="module")
-def hostile_target(runtime: Runtime, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+def hostile_target(runtime_image: RuntimeImage, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     """Real services (kv on SQLite, invoke on a real worker with nothing deployed) for malformed requests."""
     data_dir = tmp_path_factory.mktemp("hostile")
     services = Services({"echo": Echo(), "kv": KeyValueService(SQLiteStore(data_dir / "s.sqlite3"))})
-    worker = Worker(Settings(data_dir=data_dir), runtime, lambda _: None, services)
+    runtime = Runtime(runtime_image, CACHE_DIR, max_instances=2, max_memory_mb=64, host_dispatch=services.dispatch)
+    worker = Worker(Settings(data_dir=data_dir), runtime, services, lambda _: None)
     yield services
     worker.close()
+    runtime.close()
+
+
+def test_a_worker_refuses_a_runtime_wired_to_other_services(runtime: Runtime, tmp_path: Path) -> None:
+    # Else guests' invoke and map calls would silently go nowhere.
+    with pytest.raises(ValueError, match=r"host_dispatch=services\.dispatch"):
+        Worker(Settings(data_dir=tmp_path), runtime, Services({}), lambda _: None)
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

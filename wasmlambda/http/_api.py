@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime
 import hmac
 import json
-import os
 import re
 import time
 import traceback
@@ -234,12 +233,9 @@ class Api:
 
     async def _status(self, request: Request, args: list[str]) -> Response:
         # Open (health checks): nothing about any tenant without the token.
-        status: dict[str, Any] = {"status": "ok", "version": __version__, "runtime": self.worker.runtime.base_id,
-                                  "uptime_s": round(time.monotonic() - self.started, 3),
-                                  "worker": self.worker.id, "pid": os.getpid()}
-        if self.is_admin(request):
-            status["functions"] = len(self.worker.registry)
-        return Response.json(200, status)
+        return Response.json(200, {"status": "ok", "version": __version__,
+                                   "uptime_s": round(time.monotonic() - self.started, 3),
+                                   **self.worker.status(with_tenants=self.is_admin(request))})
 
     async def _stats(self, request: Request, args: list[str]) -> Response:
         # Open (OpenLambda's client reads it): worker-wide counters; per function with the token.

@@ -1,9 +1,10 @@
 """Registry, scheduler, warm pool, metering and the worker that ties them together."""
 
+from .._money import dollars
 from ._ledger import GROUPS as BILLING_GROUPS
 from ._ledger import Ledger
 from ._logs import MAX_PAGE_LINES
-from ._meter import PriceModel, Usage, dollars
+from ._meter import PriceModel, Usage
 from ._package import FunctionSpec, Limits
 from ._peers import Peer, PeerRegistry, peer_registry
 from ._pool import Pool

@@ -18,7 +18,6 @@ the items already running have finished.
 
 from __future__ import annotations
 
-import itertools
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -29,48 +28,6 @@ from ..services import CallContext, Service, ServiceFailure
 
 if TYPE_CHECKING:
     from ._worker import Worker
-
-Quote = tuple[int, int, int, int]  # cost, memory-time part, at 1 ms, at 100 ms (pico-dollars)
-
-
-# Bills are added to from fan-out threads; one lock for all of them is
-# cheaper than a lock per bill (one per call), and never held for long.
-_BILLS_LOCK = threading.Lock()
-
-
-class Bill:
-    """What a call's nested calls cost; callees may add from several threads."""
-
-    __slots__ = ("_ids", "calls", "inline_cpu_ns", "thread", "totals")
-
-    def __init__(self) -> None:
-        self._ids = itertools.count(1)
-        self.calls = 0
-        self.totals: Quote = (0, 0, 0, 0)
-        # Set by the call's own sandbox thread: nested calls that ran on that
-        # thread (invoke, not map) add their CPU time here, and the call's own
-        # CPU time leaves it out (it is on their bills).
-        self.thread = 0
-        self.inline_cpu_ns = 0
-
-    def next_id(self) -> int:
-        return next(self._ids)  # atomic: itertools.count is C code under the GIL
-
-    def with_own(self, quote: Quote) -> Quote:
-        """A call's own quote plus everything its callees cost."""
-        if not self.calls:
-            return quote  # the common case, on every request
-        cost, memory, at_1ms, at_100ms = self.totals  # unrolled: this runs for every call that made calls
-        return quote[0] + cost, quote[1] + memory, quote[2] + at_1ms, quote[3] + at_100ms
-
-    def add(self, quote: Quote, callee: Bill) -> None:
-        """A finished nested call: its own quote, plus what its callees (``callee``) cost."""
-        cost, memory, at_1ms, at_100ms = callee.with_own(quote)
-        with _BILLS_LOCK:
-            self.calls += 1 + callee.calls
-            totals = self.totals
-            self.totals = (totals[0] + cost, totals[1] + memory, totals[2] + at_1ms, totals[3] + at_100ms)
-
 
 class InvokeService(Service):
     name = "invoke"

@@ -29,8 +29,7 @@ from typing import Any
 
 import trio
 
-from ._composition import Bill, Quote
-from ._meter import Usage
+from ._meter import Bill, Quote, Usage
 
 COLUMNS = ("request_id", "function", "ts", "status", "cold", "queue_us", "restore_us", "run_us", "cpu_us",
            "billed_us",

@@ -27,6 +27,8 @@ one place, ``price_call`` (_meter_py.py and its Cython twin).
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import threading
 from typing import Any, NamedTuple
 
 from .. import _fastpath
@@ -37,7 +39,6 @@ _implementation = _fastpath.pick("_meter", _meter_py)
 price_call = _implementation.price_call
 Counters = _implementation.Counters
 
-PICO_PER_DOLLAR = 10**12
 NS_PER_US = 1000
 
 
@@ -75,12 +76,10 @@ class PriceModel:
     request_pusd: int
     million_fuel_pusd: int = 0
 
-    def quote(self, usage: Usage) -> tuple[int, int, int, int]:
+    def quote(self, usage: Usage) -> Quote:
         """(cost, memory-time part, cost at 1 ms rounding, cost at 100 ms rounding) in one call."""
-        quoted: tuple[int, int, int, int] = price_call(usage.memory_mb, usage.billed_us, usage.fuel,
-                                                       self.gb_second_pusd, self.request_pusd,
-                                                       self.million_fuel_pusd)
-        return quoted
+        return Quote(*price_call(usage.memory_mb, usage.billed_us, usage.fuel, self.gb_second_pusd,
+                                 self.request_pusd, self.million_fuel_pusd))
 
     def cost(self, usage: Usage) -> int:
         return self.quote(usage)[0]
@@ -100,8 +99,49 @@ class PriceModel:
         return lines
 
 
-def dollars(pusd: int) -> str:
-    """An exact decimal rendering of a pico-dollar amount: 941 -> '0.000000000941'."""
-    sign = "-" if pusd < 0 else ""
-    whole, fraction = divmod(abs(pusd), PICO_PER_DOLLAR)
-    return f"{sign}{whole}.{fraction:012d}"
+class Quote(NamedTuple):
+    """What one call costs on its own, in pico-dollars."""
+
+    cost: int
+    memory: int  # the memory-time part of cost
+    at_1ms: int  # the same call billed in whole milliseconds, for comparison
+    at_100ms: int  # ... and in 100 ms steps
+
+
+# Bills are added to from fan-out threads; one lock for all of them is
+# cheaper than a lock per bill (one per call), and never held for long.
+_BILLS_LOCK = threading.Lock()
+
+
+class Bill:
+    """What a call's nested calls cost; callees may add from several threads."""
+
+    __slots__ = ("_ids", "calls", "inline_cpu_ns", "thread", "totals")
+
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)
+        self.calls = 0
+        self.totals = Quote(0, 0, 0, 0)
+        # Set by the call's own sandbox thread: nested calls that ran on that
+        # thread (invoke, not map) add their CPU time here, and the call's own
+        # CPU time leaves it out (it is on their bills).
+        self.thread = 0
+        self.inline_cpu_ns = 0
+
+    def next_id(self) -> int:
+        return next(self._ids)  # atomic: itertools.count is C code under the GIL
+
+    def with_own(self, quote: Quote) -> Quote:
+        """A call's own quote plus everything its callees cost."""
+        if not self.calls:
+            return quote  # the common case, on every request
+        cost, memory, at_1ms, at_100ms = self.totals  # unrolled: this runs for every call that made calls
+        return Quote(quote[0] + cost, quote[1] + memory, quote[2] + at_1ms, quote[3] + at_100ms)
+
+    def add(self, quote: Quote, callee: Bill) -> None:
+        """A finished nested call: its own quote, plus what its callees (``callee``) cost."""
+        cost, memory, at_1ms, at_100ms = callee.with_own(quote)
+        with _BILLS_LOCK:
+            self.calls += 1 + callee.calls
+            totals = self.totals
+            self.totals = Quote(totals[0] + cost, totals[1] + memory, totals[2] + at_1ms, totals[3] + at_100ms)

@@ -21,6 +21,7 @@ from typing import Any
 
 import trio
 
+from .._money import dollars
 from ..config import Settings
 from ..errors import (
     ClientGone,
@@ -37,10 +38,10 @@ from ..services import CallContext, ServiceFailure, Services
 from ._access import InvokeKeys, JsonFile, NamespaceGrants
 from ._changes import ChangeToken
 from ._code_store import ACCESS_CHANGED, CodeStore
-from ._composition import Bill, InvokeService
+from ._composition import InvokeService
 from ._ledger import Ledger
 from ._logs import LogStore
-from ._meter import PriceModel, Usage, dollars, microseconds
+from ._meter import Bill, PriceModel, Usage, microseconds
 from ._metrics import Metrics
 from ._package import NATIVE_FILE, Limits, check_name, extract, kind_of, read_spec
 from ._peers import Peer, PeerRegistry, peer_registry
@@ -92,13 +93,15 @@ class Invocation:
 
 
 class Worker:
-    def __init__(self, settings: Settings, runtime: Runtime, log: Callable[[str], None] = print,
-                 services: Services | None = None) -> None:
+    def __init__(self, settings: Settings, runtime: Runtime, services: Services,
+                 log: Callable[[str], None] = print) -> None:
         self.settings = settings
         self.id = settings.worker_id or socket.gethostname()
         self.runtime = runtime
-        # The same Services whose dispatch the runtime's host-call import uses.
-        self.services = services or Services({})
+        if runtime.host_dispatch != services.dispatch:  # else guests' invoke/map calls would go nowhere
+            raise ValueError("the runtime must send host calls to these services: "
+                             "Runtime(..., host_dispatch=services.dispatch)")
+        self.services = services
         self.services.add(InvokeService(self))
         self.log = log
         self.default_limits = Limits(settings.default_timeout_ms, settings.default_memory_mb)
@@ -599,6 +602,13 @@ class Worker:
     def revoke_grant(self, namespace: str, function: str) -> None:
         self.grants.revoke(namespace, function)
         self.changes.announce()
+
+    def status(self, with_tenants: bool) -> dict[str, Any]:
+        """Who answers (for health checks and for telling processes apart)."""
+        status: dict[str, Any] = {"runtime": self.runtime.base_id, "worker": self.id, "pid": os.getpid()}
+        if with_tenants:
+            status["functions"] = len(self.registry)
+        return status
 
     def stats_json(self, per_function: bool = True) -> dict[str, Any]:
         metrics = self.metrics.to_json()

@@ -61,6 +61,7 @@ class Runtime:
                  meter_fuel: bool = False, host_dispatch: Dispatch | None = None) -> None:
         self.image = image
         self.meter_fuel = meter_fuel
+        self.host_dispatch = host_dispatch  # where guests' host calls go (the Worker checks it is its Services)
         self.engine = wasmtime.Engine(_engine_config(max_instances + _SPARE_SLOTS, max_memory_mb, meter_fuel))
         self.module = _load_module(self.engine, image, cache_dir / "compiled", meter_fuel)
         self._linker = wasmtime.Linker(self.engine)
