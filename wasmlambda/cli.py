@@ -25,7 +25,7 @@ from . import __version__, _admin_token, _guest_runtime
 from ._cluster import add_cluster_commands
 from ._remote import add_remote_commands
 from .config import Settings, load_settings
-from .errors import ConfigError, DeployError, WasmLambdaError
+from .errors import ConfigError, DeployError, ServiceUnavailable, WasmLambdaError
 
 _log_name = "wasmlambda"
 
@@ -157,6 +157,10 @@ async def _serve_async(settings: Settings, runtime: Any, services: Any, deploy_d
                 await worker.deploy(directory.resolve().name, package)
             except (DeployError, BuildError) as exc:
                 raise DeployError(f"--deploy {directory}: {exc}") from None
+        try:
+            await worker.catch_up()  # never serve a version the cluster replaced while this worker was down
+        except ServiceUnavailable as exc:
+            log(f"{exc}: serving the copies here until it is back")
         log(f"runtime {runtime.base_id}, {len(worker.registry)} function(s), data in {settings.data_dir}")
         host, port = bound_address(listeners)
         # Signals are caught before "listening" is printed: a supervisor that

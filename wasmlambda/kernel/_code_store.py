@@ -33,13 +33,15 @@ from typing import Any, cast
 
 from ..errors import ServiceUnavailable
 
-__all__ = ["ACCESS_CHANGED", "CodeStore"]
+__all__ = ["ACCESS_CHANGED", "SUBSCRIBED", "CodeStore"]
 
 _INDEX = "wlc:index"
 _CHANNEL = "wlc:changes"
 _PEERS = "wlc:peers"
 # Announced when invoke keys or grants change (no function has this name).
 ACCESS_CHANGED = "\0access"
+# Given to listen's on_change once subscribed: changes from here on will be seen.
+SUBSCRIBED = "\0subscribed"
 
 
 def _package_key(name: str) -> str:
@@ -92,12 +94,14 @@ class CodeStore:
 
     def listen(self, on_change: Callable[[str], None], stopped: Callable[[], bool]) -> None:
         """Call ``on_change(name)`` for every change announced, until ``stopped()``
-        (checked every second); blocking: run it on a thread.  Raises
+        (checked every second), after ``on_change(SUBSCRIBED)`` once the
+        subscription is in place; blocking: run it on a thread.  Raises
         ServiceUnavailable when the connection is lost (the caller reconciles
         and listens again)."""
         with self._failures():
             subscription: Any = self._redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
             subscription.subscribe(_CHANNEL)
+            on_change(SUBSCRIBED)
             try:
                 while not stopped():
                     message = subscription.get_message(timeout=1.0)

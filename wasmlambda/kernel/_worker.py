@@ -37,7 +37,7 @@ from ..sandbox import Instance, Runtime
 from ..services import CallContext, ServiceFailure, Services
 from ._access import InvokeKeys, JsonFile, NamespaceGrants
 from ._changes import ChangeToken
-from ._code_store import ACCESS_CHANGED, CodeStore
+from ._code_store import ACCESS_CHANGED, SUBSCRIBED, CodeStore
 from ._composition import InvokeService
 from ._ledger import Ledger
 from ._logs import LogStore
@@ -456,9 +456,19 @@ class Worker:
 
     # -- following the shared code store ----------------------------------
 
+    async def catch_up(self) -> None:
+        """Drop the copies here whose version the cluster replaced or removed
+        (while this worker was down, or disconnected): before serving, and
+        whenever the subscription to the code store's changes starts again."""
+        if self.code_store is None:
+            return
+        index = await trio.to_thread.run_sync(self.code_store.index)
+        for function in list(self.registry):
+            if index.get(function.name) != function.version:
+                await self._drop_copy(function.name, index.get(function.name))
+
     async def follow_code_store(self) -> None:
-        """Drop copies other workers replaced or removed, forever: at start
-        (catching up after downtime), then on each change announced."""
+        """Drop copies other workers replace or remove, forever (see catch_up)."""
         if self.code_store is None:
             return
         store = self.code_store
@@ -473,11 +483,7 @@ class Worker:
             nursery.start_soon(self._drop_stale, changes)
             try:
                 while True:
-                    try:
-                        index = await trio.to_thread.run_sync(store.index)
-                        for function in list(self.registry):
-                            if index.get(function.name) != function.version:
-                                await self._drop_copy(function.name, index.get(function.name))
+                    try:  # (listen announces SUBSCRIBED first: catching up then misses nothing)
                         await trio.to_thread.run_sync(store.listen, announced, stopping.is_set,
                                                       abandon_on_cancel=True)
                     except ServiceUnavailable as exc:
@@ -488,6 +494,10 @@ class Worker:
 
     async def _drop_stale(self, changes: trio.MemoryReceiveChannel[str]) -> None:
         async for name in changes:
+            if name == SUBSCRIBED:
+                with contextlib.suppress(ServiceUnavailable):
+                    await self.catch_up()
+                continue
             if name == ACCESS_CHANGED:  # invoke keys or grants changed through some worker
                 with contextlib.suppress(ServiceUnavailable):
                     await trio.to_thread.run_sync(self.keys.reload)
