@@ -136,9 +136,10 @@ def sample(pid: int, port: int) -> dict[str, float]:
     stats = json.loads(connection.getresponse().read())
     connection.close()
     return {"rss_mb": int(fields["VmRSS"].split()[0]) / 1024, "slots_mb": slot_resident_mb(pid),
+            "anon_mb": int(fields["RssAnon"].split()[0]) / 1024, "file_mb": int(fields["RssFile"].split()[0]) / 1024,
             "fds": len(os.listdir(f"/proc/{pid}/fd")),
             "threads": int(fields["Threads"]), "idle_instances": stats["pool"]["idle_instances"],
-            "high_water": stats["pool"]["high_water"],
+            "high_water": stats["pool"]["high_water"], "idle_linear_mb": stats["pool"]["idle_bytes"] / 2**20,
             "busy_instances": stats["pool"]["busy"], "invocations": stats["invocations"]}
 
 

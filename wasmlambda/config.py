@@ -128,8 +128,8 @@ class Settings:
             raise ConfigError(f"processes must not be negative (0: one per core), got {self.processes}")
         if self.worker_id and not _WORKER_ID.fullmatch(self.worker_id):
             raise ConfigError(f"worker_id may hold letters, digits, '.', '_' and '-' (1-64), got {self.worker_id!r}")
-        if self.code_store and not self.code_store.startswith("redis://"):
-            raise ConfigError(f"code_store must be empty or a redis:// URL, got {self.code_store!r}")
+        if self.code_store and not self.code_store.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(f"code_store must be empty or a redis:// (or rediss://) URL, got {self.code_store!r}")
 
     @property
     def code_dir(self) -> Path:
