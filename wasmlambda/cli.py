@@ -99,8 +99,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .sandbox import Runtime, RuntimeImage
-    from .services import KeyValueService, Services, open_store
+    from .sandbox import RuntimeImage
 
     settings = _settings(args)
     if settings.worker_id:  # several workers (or processes) log to one terminal: say which one speaks
@@ -118,18 +117,11 @@ def _serve(args: argparse.Namespace) -> int:
             settings = dataclasses.replace(settings, admin_token=_admin_token.load_or_create(settings.data_dir))
             log(f"admin token in {settings.data_dir / _admin_token.TOKEN_FILE} (the CLI on this machine reads it)")
         return _supervisor.supervise(settings, args.deploy, log)
-    services = Services({"kv": KeyValueService(open_store(settings.state, settings.data_dir))})
-    runtime = Runtime(image, settings.cache_dir, max_instances=settings.max_instances,
-                      max_memory_mb=settings.max_memory_mb, meter_fuel=settings.meter_fuel,
-                      host_dispatch=services.dispatch)
-    try:
-        trio.run(_serve_async, settings, runtime, services, args.deploy, args.reuse_port, args.listen_fd)
-    finally:
-        runtime.close()
+    trio.run(_serve_async, settings, image, args.deploy, args.reuse_port, args.listen_fd)
     return 0
 
 
-async def _serve_async(settings: Settings, runtime: Any, services: Any, deploy_dirs: list[Path],
+async def _serve_async(settings: Settings, image: Any, deploy_dirs: list[Path],
                        reuse_port: bool = False, listen_fd: int | None = None) -> None:
     from guest_sdk import BuildError, build_bytes
 
@@ -146,7 +138,7 @@ async def _serve_async(settings: Settings, runtime: Any, services: Any, deploy_d
     if not admin_token:
         admin_token = _admin_token.load_or_create(settings.data_dir)
         log(f"admin token in {settings.data_dir / _admin_token.TOKEN_FILE} (the CLI on this machine reads it)")
-    worker = Worker(settings, runtime, services, log)
+    worker = Worker.open(settings, image, log)
     try:
         if own_listeners:
             reachable = settings.host if settings.host not in ("0.0.0.0", "::", "") else socket.gethostname()
@@ -161,7 +153,7 @@ async def _serve_async(settings: Settings, runtime: Any, services: Any, deploy_d
             await worker.catch_up()  # never serve a version the cluster replaced while this worker was down
         except ServiceUnavailable as exc:
             log(f"{exc}: serving the copies here until it is back")
-        log(f"runtime {runtime.base_id}, {len(worker.registry)} function(s), data in {settings.data_dir}")
+        log(f"runtime {worker.runtime.base_id}, {len(worker.registry)} function(s), data in {settings.data_dir}")
         host, port = bound_address(listeners)
         # Signals are caught before "listening" is printed: a supervisor that
         # stops the worker right after that line still gets a clean stop.

@@ -19,6 +19,7 @@ from .errors import ConfigError
 
 # The Python guest's snapshot alone is 7.2 MiB of linear memory.
 MIN_MEMORY_MB = 16
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 _WORKER_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # Busy-waiting longer than this (10 ms) would hold the event loop up.
 MAX_SPIN_US = 10_000
@@ -128,7 +129,9 @@ class Settings:
             raise ConfigError(f"processes must not be negative (0: one per core), got {self.processes}")
         if self.worker_id and not _WORKER_ID.fullmatch(self.worker_id):
             raise ConfigError(f"worker_id may hold letters, digits, '.', '_' and '-' (1-64), got {self.worker_id!r}")
-        if self.code_store and not self.code_store.startswith(("redis://", "rediss://", "unix://")):
+        if self.state != "sqlite" and not self.state.startswith(_REDIS_SCHEMES):
+            raise ConfigError(f"state must be 'sqlite' or a redis:// URL, got {self.state!r}")
+        if self.code_store and not self.code_store.startswith(_REDIS_SCHEMES):
             raise ConfigError(f"code_store must be empty or a redis:// (or rediss://) URL, got {self.code_store!r}")
 
     @property

@@ -73,6 +73,7 @@ def test_pack_round_trips(tmp_path: Path, make_function: FunctionFactory) -> Non
         (archive({"f.py": b"", "d/" + "n" * 300: b""}), "path too long"),
         (archive({"f.py": b"", "/".join(["d" * 200] * 6): b""}), "path too long"),
         (archive({}), "no f.py"),
+        (archive({"f.py": b"", "\udcff.py": b""}), "not UTF-8"),  # the byte 0xff in a member's name
         (gzip.compress(b"garbage" * 100), "not a valid tar.gz"),
         (archive({"f.py": b"x"})[:-20], "not a valid tar.gz"),  # truncated
     ],

@@ -20,7 +20,10 @@ NAMES = st.one_of(
     SAFE_NAMES, SAFE_NAMES, SAFE_NAMES,
     st.sampled_from(["f.py", "./f.py", "top/f.py", "a", "a/b", "a/b/c.py", "../x", "/etc/x", "d/", "f.py/x",
                      "n" * 300, "/".join(["p" * 100] * 12), "é/ü.py", "a\\b", "vendor/lib.py", ".", "..", "a//b"]),
-    st.text(alphabet=st.characters(blacklist_characters="\x00"), min_size=1, max_size=40))
+    # (No lone surrogates: tarfile cannot write them. Names that are not UTF-8 reach the
+    # reader as bytes; tests/kernel/test_package.py covers those.)
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1,
+            max_size=40))
 KINDS = st.sampled_from([tarfile.REGTYPE] * 12 + [tarfile.DIRTYPE] * 4 + [tarfile.SYMTYPE, tarfile.LNKTYPE,
                                                                           tarfile.CHRTYPE, tarfile.FIFOTYPE])
 MEMBERS = st.lists(st.tuples(NAMES, KINDS, st.binary(max_size=200)), max_size=8)

@@ -33,8 +33,8 @@ from ..errors import (
     ServiceUnavailable,
     WasmLambdaError,
 )
-from ..sandbox import Instance, Runtime
-from ..services import CallContext, ServiceFailure, Services
+from ..sandbox import Instance, Runtime, RuntimeImage
+from ..services import CallContext, KeyValueService, ServiceFailure, Services, open_store
 from ._access import InvokeKeys, JsonFile, NamespaceGrants
 from ._changes import ChangeToken
 from ._code_store import ACCESS_CHANGED, SUBSCRIBED, CodeStore
@@ -93,6 +93,23 @@ class Invocation:
 
 
 class Worker:
+    @classmethod
+    def open(cls, settings: Settings, image: RuntimeImage, log: Callable[[str], None] = print) -> Worker:
+        """A worker with its own runtime and host services, wired together (what
+        ``serve`` runs); closing the worker closes them."""
+        services = Services({"kv": KeyValueService(open_store(settings.state, settings.data_dir))})
+        runtime = Runtime(image, settings.cache_dir, max_instances=settings.max_instances,
+                          max_memory_mb=settings.max_memory_mb, meter_fuel=settings.meter_fuel,
+                          host_dispatch=services.dispatch)
+        try:
+            worker = cls(settings, runtime, services, log)
+        except BaseException:
+            runtime.close()
+            services.close()
+            raise
+        worker._owns_runtime = True
+        return worker
+
     def __init__(self, settings: Settings, runtime: Runtime, services: Services,
                  log: Callable[[str], None] = print) -> None:
         self.settings = settings
@@ -102,6 +119,7 @@ class Worker:
             raise ValueError("the runtime must send host calls to these services: "
                              "Runtime(..., host_dispatch=services.dispatch)")
         self.services = services
+        self._owns_runtime = False  # (set by open: close() closes the runtime too)
         self.services.add(InvokeService(self))
         self.log = log
         self.default_limits = Limits(settings.default_timeout_ms, settings.default_memory_mb)
@@ -671,4 +689,6 @@ class Worker:
         if self.code_store is not None:
             self.code_store.close()
         self.changes.close()
+        if self._owns_runtime:
+            self.runtime.close()
 
