@@ -20,7 +20,6 @@ import argparse
 import http.client
 import json
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.load import ADMIN_HEADERS, start_server, stop_server
+from bench.load import ADMIN_HEADERS, free_port, start_server, stop_server
 from guest_sdk import build_bytes
 
 LINK = "from wasmlambda_guest import invoke\n\ndef f(event):\n    return invoke('NEXT', event) + 1\n"
@@ -128,12 +127,6 @@ def measure_chain(connection: http.client.HTTPConnection, first: str, leaf: str,
     chain_p50, http_p50 = statistics.median(chain), statistics.median(single)
     run_hop = (statistics.median(chain_run) - statistics.median(leaf_run)) / 9
     return http_p50, chain_p50, (chain_p50 - http_p50) / 9, run_hop
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def main() -> int:

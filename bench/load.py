@@ -54,6 +54,13 @@ def start_server(command: list[str], env: dict[str, str] | None = None, stderr: 
     raise RuntimeError(f"{command} exited before listening")
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on now (for servers that need a fixed one)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def stop_server(process: subprocess.Popen[str]) -> None:
     process.terminate()
     process.wait(timeout=30)

@@ -34,7 +34,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.load import start_server, stop_server  # noqa: E402
+from bench.load import free_port, start_server, stop_server  # noqa: E402
 
 FUNCTIONS = 200
 CLIENTS = 8
@@ -92,7 +92,7 @@ def drive(port: int, sequence: list[int]) -> list[tuple[int, bool, float, str]]:
 def run(balance: str, sequence: list[int], warm: int, scratch: Path) -> dict[str, Any]:
     data_dir = scratch / balance
     cluster, port = start_server([sys.executable, "-m", "wasmlambda", "cluster", "up", "--workers", "3",
-                                  "--port", str(_free_port()), "--data-dir", str(data_dir), "--balance", balance],
+                                  "--port", str(free_port()), "--data-dir", str(data_dir), "--balance", balance],
                                  env={"WASMLAMBDA_MAX_INSTANCES": str(warm)})
     try:
         token = (data_dir / "admin-token").read_text().strip()
@@ -121,14 +121,6 @@ def run(balance: str, sequence: list[int], warm: int, scratch: Path) -> dict[str
         "per_worker": dict(sorted(Counter(worker for _, _, _, worker in results).items())),
     }
 
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def main() -> int:

@@ -35,7 +35,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.load import BODY, EXPECTED, run_load, start_server, stop_server, wrk_measure  # noqa: E402
+from bench.load import BODY, EXPECTED, free_port, run_load, start_server, stop_server, wrk_measure  # noqa: E402
 
 CONNECTIONS = 16
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -121,7 +121,7 @@ def server(kind: str, scratch: Path) -> Iterator[tuple[int, int]]:
         process, port = start_server([sys.executable, "-m", "wasmlambda", "serve", "--port", "0", "--processes",
                                       count, "--data-dir", str(scratch / kind.replace(" ", "-")), "--deploy", hello])
     else:
-        port = _free_port()
+        port = free_port()
         process, _ = start_server([sys.executable, "-m", "wasmlambda", "cluster", "up", "--workers", "3", "--port",
                                    str(port), "--data-dir", str(scratch / "cluster"), "--deploy", hello])
     try:
@@ -129,14 +129,6 @@ def server(kind: str, scratch: Path) -> Iterator[tuple[int, int]]:
     finally:
         stop_server(process)
 
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def measured(pid: int, run: Callable[[], tuple[int, dict[str, float]]]) -> dict[str, float]:

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -30,8 +31,7 @@ class Cluster:
     def __init__(self, data_dir: Path, log_path: Path) -> None:
         self.data_dir = data_dir
         self.log_path = log_path
-        with socket_probe() as port:
-            self.port = port
+        self.port = free_port()
         command = [sys.executable, "-m", "wasmlambda", "cluster", "up", "--workers", "3", "--port", str(self.port),
                    "--data-dir", str(data_dir)]
         with log_path.open("w") as log:
@@ -65,19 +65,11 @@ class Cluster:
         return code
 
 
-class socket_probe:
-    """A free loopback port (closed again before use)."""
-
-    def __enter__(self) -> int:
-        import socket
-
-        self._socket = socket.socket()
-        self._socket.bind(("127.0.0.1", 0))
-        port: int = self._socket.getsockname()[1]
-        return port
-
-    def __exit__(self, *_: object) -> None:
-        self._socket.close()
+def free_port() -> int:
+    """A loopback port nothing listens on now (HAProxy needs a fixed one)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
