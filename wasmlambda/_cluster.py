@@ -215,17 +215,19 @@ class _Cluster:
         self.worker_ports: dict[str, int] = {}
         self.stopping = False
         self.failed = False
+        self._scope = trio.CancelScope()  # the supervision's, set by run
 
     async def run(self) -> bool:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._stop_on_signal, signals, nursery.cancel_scope)
+                self._scope = nursery.cancel_scope
+                nursery.start_soon(self._stop_on_signal, signals)
                 try:
                     await self._start(nursery)
                 except ConfigError as exc:
                     log(f"error: {exc}")
                     self.failed = True
-                    nursery.cancel_scope.cancel()
+                    await self._stop_all()
                     return False
                 print(f"listening on http://127.0.0.1:{self.args.port}", flush=True)
         return not self.failed
@@ -241,9 +243,12 @@ class _Cluster:
             self.redis_url = f"redis://127.0.0.1:{port}/0"
             log(f"redis-server on {self.redis_url}")
         names = [f"w{index}" for index in range(1, self.args.workers + 1)]
+        failures: list[ConfigError] = []
         async with trio.open_nursery() as starting:  # the workers start side by side
             for name in names:
-                starting.start_soon(self._start_worker, nursery, name)
+                starting.start_soon(self._start_worker, nursery, name, failures)
+        if failures:
+            raise failures[0]
         servers = [(name, "127.0.0.1", self.worker_ports[name]) for name in names]
         config = self.data_dir / "haproxy.cfg"
         config.write_text(haproxy_config(servers, "127.0.0.1", self.args.port, self.args.balance))
@@ -254,8 +259,11 @@ class _Cluster:
         for directory in self.args.deploy:
             await self._deploy(directory)
 
-    async def _start_worker(self, nursery: trio.Nursery, name: str) -> None:
-        await self._spawn(nursery, name, self._worker_command(name, 0), worker=True)
+    async def _start_worker(self, nursery: trio.Nursery, name: str, failures: list[ConfigError]) -> None:
+        try:
+            await self._spawn(nursery, name, self._worker_command(name, 0), worker=True)
+        except ConfigError as exc:
+            failures.append(exc)
 
     def _worker_command(self, name: str, port: int) -> list[str]:
         return [sys.executable, "-m", "wasmlambda", "serve", "--port", str(port), "--worker-id", name,
@@ -267,10 +275,12 @@ class _Cluster:
         (a worker: once it says it listens).  Only workers are restarted."""
         ready = trio.Event()
         nursery.start_soon(self._watch, name, command, worker, ready)
-        with trio.fail_after(_READY_TIMEOUT_S):
+        with trio.move_on_after(_READY_TIMEOUT_S):
             await ready.wait()
-        if name not in self.processes:
-            raise ConfigError(f"{name} exited during startup")
+        if not ready.is_set():
+            raise ConfigError(f"{name} was not ready within {_READY_TIMEOUT_S:g} s")
+        if self.processes[name].returncode is not None:
+            raise ConfigError(f"{name} exited during startup (its messages are above)")
 
     async def _watch(self, name: str, command: list[str], worker: bool, ready: trio.Event) -> None:
         # Several workers on one machine's cores: their sandbox threads sleep
@@ -279,22 +289,18 @@ class _Cluster:
         while True:
             process = await trio.lowlevel.open_process(command, env=environment,
                                                        stdout=subprocess.PIPE if worker else subprocess.DEVNULL)
+            self.processes[name] = process  # (from now on, stopping the cluster stops it)
             if worker:
                 assert process.stdout is not None
                 port = await _listening_port(process.stdout)
-                if port is None:
-                    await process.wait()
-                    ready.set()
-                    return
-                if name not in self.worker_ports:
+                if port is not None and name not in self.worker_ports:
                     self.worker_ports[name] = port
                     command = self._worker_command(name, port)  # a restart takes the same port
-            self.processes[name] = process
-            if "balancer" in self.processes:  # a restart: cluster.json names the new process
+            if ready.is_set() and "balancer" in self.processes:  # a restart: cluster.json names it
                 self._write_description()
             ready.set()
             code = await process.wait()
-            if self.stopping:
+            if self.stopping or name not in self.worker_ports:  # (a worker that never came up: see _spawn)
                 return
             if not worker:
                 log(f"{name} (pid {process.pid}) exited with {code}: stopping the cluster")
@@ -331,11 +337,10 @@ class _Cluster:
         temporary.write_text(json.dumps(description, indent=2) + "\n")
         os.replace(temporary, path)
 
-    async def _stop_on_signal(self, signals: Any, scope: trio.CancelScope) -> None:
+    async def _stop_on_signal(self, signals: Any) -> None:
         async for received in signals:
             log(f"{signal.Signals(received).name}: stopping")
             await self._stop_all()
-            scope.cancel()
             return
 
     async def _stop_all(self) -> None:
@@ -351,6 +356,7 @@ class _Cluster:
         for process in self.processes.values():
             if process.returncode is None:
                 process.kill()
+        self._scope.cancel()  # nothing left to watch
 
 
 async def _listening_port(stdout: trio.abc.ReceiveStream) -> int | None:

@@ -85,10 +85,6 @@ def supervise(settings: Settings, deploy_dirs: list[Path], log: Callable[[str], 
     return 0 if succeeded else 1
 
 
-async def _nothing() -> None:
-    return None
-
-
 def _child_environment(settings: Settings) -> dict[str, str]:
     """The resolved settings as WASMLAMBDA_* variables (they override any config file)."""
     environment = dict(os.environ)
@@ -112,10 +108,10 @@ class _Child:
         self.deploy_dirs: list[Path] = []
         self.process: trio.Process | None = None
         self.failed = False
-        self.stop_all: Callable[[], Awaitable[None]] = _nothing
 
-    async def run(self, ready: trio.Event, stopping: trio.Event) -> None:
-        """Run the child, and run it again whenever it dies, until stopping."""
+    async def run(self, ready: trio.Event, stopping: trio.Event, stop_all: Callable[[], Awaitable[None]]) -> None:
+        """Run the child, and run it again whenever it dies, until stopping; if its
+        first start fails, ``stop_all``."""
         deploy = [str(directory) for directory in self.deploy_dirs]
         while not stopping.is_set():
             command = [sys.executable, "-m", "wasmlambda", "serve", *self.extra]
@@ -134,7 +130,7 @@ class _Child:
             if not ready.is_set():  # never came up (bad settings, a --deploy that fails): give up
                 self.log(f"process {self.worker_id} exited with {_describe_exit(code)} before serving; stopping")
                 self.failed = True
-                await self.stop_all()
+                await stop_all()
                 return
             self.log(f"process {self.worker_id} (pid {process.pid}) exited with {_describe_exit(code)}; "
                      "starting another")
@@ -151,7 +147,7 @@ class _Child:
 
 
 async def _read_until_ready(stdout: trio.abc.ReceiveStream) -> bool:
-    """Wait for the child's "listening" line; the rest of its stdout is drained."""
+    """Wait for the child's "listening" line (a worker writes nothing else on stdout)."""
     buffer = b""
     while READY_PREFIX not in buffer or not buffer.endswith(b"\n"):
         chunk = await stdout.receive_some()
@@ -166,12 +162,11 @@ async def _supervise(children: list[_Child], url: str, log: Callable[[str], None
     stopping = trio.Event()
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_stop_on_signal, signals, children, stopping, log)
-            for child in children:
-                child.stop_all = partial(stop_children, children, stopping)
+            stop_all = partial(_stop_children, children, stopping, nursery.cancel_scope)
+            nursery.start_soon(_stop_on_signal, signals, stop_all, log)
             for child in children:  # one at a time: the first deploys, the others find its work on disk
                 ready = trio.Event()
-                nursery.start_soon(child.run, ready, stopping)
+                nursery.start_soon(child.run, ready, stopping, stop_all)
                 await _first_of(ready, stopping)
                 if stopping.is_set():
                     break
@@ -192,17 +187,16 @@ async def _first_of(*events: trio.Event) -> None:
             nursery.start_soon(wait, event)
 
 
-async def _stop_on_signal(signals: AsyncIterator[int], children: list[_Child], stopping: trio.Event,
+async def _stop_on_signal(signals: AsyncIterator[int], stop_all: Callable[[], Awaitable[None]],
                           log: Callable[[str], None]) -> None:
     async for received in signals:
         log(f"{signal.Signals(received).name}: stopping the worker processes")
-        break
-    else:
+        await stop_all()
         return
-    await stop_children(children, stopping)
 
 
-async def stop_children(children: list[_Child], stopping: trio.Event) -> None:
+async def _stop_children(children: list[_Child], stopping: trio.Event, supervision: trio.CancelScope) -> None:
+    """Stop every child (SIGTERM, then SIGKILL after a grace period), then the supervision itself."""
     stopping.set()
     for child in children:
         child.terminate()
@@ -212,6 +206,7 @@ async def stop_children(children: list[_Child], stopping: trio.Event) -> None:
                 await child.process.wait()
     for child in children:
         child.kill()
+    supervision.cancel()
 
 
 def _describe_exit(code: int) -> str:

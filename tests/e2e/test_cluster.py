@@ -197,3 +197,19 @@ def test_a_worker_that_was_down_catches_up(cluster: Cluster, make_function: Func
     assert Reply(connection.getresponse()).json() == "v2"
     connection.close()
     assert "dropping the copy of 'moving' here" in cluster.log_path.read_text()
+
+
+def test_a_cluster_that_cannot_start_stops_everything_it_started(tmp_path: Path,
+                                                                  make_function: FunctionFactory) -> None:
+    broken = make_function("broken", "def f(event) return\n")
+    command = [sys.executable, "-m", "wasmlambda", "cluster", "up", "--workers", "2", "--port", str(free_port()),
+               "--data-dir", str(tmp_path / "cluster"), "--deploy", str(broken)]
+    def redis_servers() -> set[str]:  # (redis-server renames its process: found by name, not by path)
+        return set(subprocess.run(["pgrep", "-x", "redis-server"], capture_output=True, text=True).stdout.split())
+
+    before = redis_servers()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "SyntaxError" in done.stderr and "listening" not in done.stdout
+    leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout
+    assert leftovers == "", leftovers  # no worker or HAProxy of it left running...
+    assert redis_servers() <= before  # ...nor its Redis

@@ -136,3 +136,14 @@ def test_stats_logs_and_billing_answer_for_both_processes(
 def billed_calls(connection: http.client.HTTPConnection, token: str, expected: int) -> bool:
     rows = call(connection, "GET", "/billing", token=token).json()["rows"]
     return any(row["bucket"] == "talk" and row["invocations"] == expected for row in rows)
+
+
+def test_a_deploy_that_fails_at_start_stops_the_supervisor(tmp_path: Path, make_function: FunctionFactory) -> None:
+    import subprocess
+    import sys
+
+    broken = make_function("broken", "def f(event) return\n")
+    done = subprocess.run([sys.executable, "-m", "wasmlambda", "serve", "--processes", "2", "--port", "0",
+                           "--data-dir", str(tmp_path / "data"), "--deploy", str(broken)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "SyntaxError" in done.stderr and "listening" not in done.stdout
