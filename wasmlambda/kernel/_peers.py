@@ -16,10 +16,10 @@ id) overwrites it; asking it fails fast, and the answer names it.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
+from ._access import JsonFile
 from ._code_store import CodeStore
 
 __all__ = ["Peer", "PeerRegistry", "peer_registry"]
@@ -47,9 +47,7 @@ class _PeerDirectory:
         self.directory.mkdir(parents=True, exist_ok=True)
 
     def register(self, peer: Peer) -> None:
-        temporary = self.directory / f".{peer.process}.{os.getpid()}.tmp"
-        temporary.write_text(json.dumps(peer._asdict()))
-        os.replace(temporary, self.directory / f"{peer.process}.json")
+        JsonFile(self.directory / f"{peer.process}.json").save(peer._asdict())
 
     def withdraw(self, process: str) -> None:
         (self.directory / f"{process}.json").unlink(missing_ok=True)
