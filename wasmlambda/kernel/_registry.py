@@ -170,9 +170,9 @@ class Registry:
         are new or changed (not yet prepared) and the names that went away."""
         changed: list[Function] = []
         linked: set[str] = set()
-        for link in self.links.iterdir():
+        for link in sorted(self.links.iterdir()):
             if link.name.startswith("."):
-                continue
+                continue  # a publish interrupted before its rename (or one in progress)
             linked.add(link.name)
             known = self._functions.get(link.name)
             try:
@@ -198,16 +198,9 @@ class Registry:
     # -- startup ----------------------------------------------------------
 
     def load(self, warn: Callable[[str], None]) -> None:
-        """Index every published function; skip (and report) broken ones."""
-        for link in sorted(self.links.iterdir()):
-            if link.name.startswith("."):
-                continue  # a publish interrupted before its rename (or one in progress)
-            try:
-                function = _read_function(link, warn)
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                warn(f"skipping function {link.name!r}: cannot read {link}: {exc}")
-                continue
-            self._functions[function.name] = function
+        """Index every published function (skipping, and reporting, broken ones)
+        and sweep what no link names any more."""
+        self.refresh(warn)
         self.sweep()
 
 

@@ -498,7 +498,7 @@ class Worker:
             trio.from_thread.run_sync(changes_in.send_nowait, name, trio_token=token)
 
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._drop_stale, changes)
+            nursery.start_soon(self._drop_stale, store, changes)
             try:
                 while True:
                     try:  # (listen announces SUBSCRIBED first: catching up then misses nothing)
@@ -510,7 +510,7 @@ class Worker:
             finally:
                 stopping.set()
 
-    async def _drop_stale(self, changes: trio.MemoryReceiveChannel[str]) -> None:
+    async def _drop_stale(self, store: CodeStore, changes: trio.MemoryReceiveChannel[str]) -> None:
         async for name in changes:
             if name == SUBSCRIBED:
                 with contextlib.suppress(ServiceUnavailable):
@@ -523,7 +523,7 @@ class Worker:
                 continue
             with contextlib.suppress(FunctionNotFound):
                 local = self.registry.get(name)
-                index = await trio.to_thread.run_sync(self.code_store.index) if self.code_store else {}
+                index = await trio.to_thread.run_sync(store.index)
                 if index.get(name) != local.version:
                     await self._drop_copy(name, index.get(name))
 
