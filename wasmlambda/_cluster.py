@@ -37,6 +37,7 @@ from typing import Any
 import trio
 
 from . import _admin_token
+from ._children import listening_port
 from .errors import ConfigError
 
 __all__ = ["add_cluster_commands", "haproxy_config", "nginx_config"]
@@ -292,7 +293,7 @@ class _Cluster:
             self.processes[name] = process  # (from now on, stopping the cluster stops it)
             if worker:
                 assert process.stdout is not None
-                port = await _listening_port(process.stdout)
+                port = await listening_port(process.stdout)
                 if port is not None and name not in self.worker_ports:
                     self.worker_ports[name] = port
                     command = self._worker_command(name, port)  # a restart takes the same port
@@ -357,17 +358,6 @@ class _Cluster:
             if process.returncode is None:
                 process.kill()
         self._scope.cancel()  # nothing left to watch
-
-
-async def _listening_port(stdout: trio.abc.ReceiveStream) -> int | None:
-    buffer = b""
-    while b"\n" not in buffer.partition(b"listening on ")[2]:
-        chunk = await stdout.receive_some()
-        if not chunk:
-            return None
-        buffer += chunk
-    line = buffer.partition(b"listening on ")[2].split(b"\n", 1)[0]
-    return int(line.rsplit(b":", 1)[1])
 
 
 async def _wait_for_port(port: int, what: str) -> None:

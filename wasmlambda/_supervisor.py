@@ -37,13 +37,13 @@ from pathlib import Path
 
 import trio
 
+from ._children import listening_port
 from .config import Settings
 from .errors import ConfigError
 from .http import shared_port_socket
 
 __all__ = ["process_count", "supervise"]
 
-READY_PREFIX = b"wasmlambda listening on "
 # A child that dies sooner than this after starting is restarted only after a pause.
 _QUICK_DEATH_S = 5.0
 _STOP_GRACE_S = 10.0
@@ -121,7 +121,7 @@ class _Child:
             self.process = process = await trio.lowlevel.open_process(
                 command, env=self.environment, stdout=subprocess.PIPE, pass_fds=(self.inherited_fd,))
             assert process.stdout is not None
-            if await _read_until_ready(process.stdout):
+            if await listening_port(process.stdout) is not None:
                 deploy = []  # deployed now: the data dir has them for every later start
                 ready.set()
             code = await process.wait()
@@ -144,17 +144,6 @@ class _Child:
     def kill(self) -> None:
         if self.process is not None and self.process.returncode is None:
             self.process.kill()
-
-
-async def _read_until_ready(stdout: trio.abc.ReceiveStream) -> bool:
-    """Wait for the child's "listening" line (a worker writes nothing else on stdout)."""
-    buffer = b""
-    while READY_PREFIX not in buffer or not buffer.endswith(b"\n"):
-        chunk = await stdout.receive_some()
-        if not chunk:
-            return False
-        buffer += chunk
-    return True
 
 
 async def _supervise(children: list[_Child], url: str, log: Callable[[str], None]) -> bool:
