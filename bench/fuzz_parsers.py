@@ -24,7 +24,8 @@ with atheris.instrument_imports():
     from wasmlambda.errors import DeployError
     from wasmlambda.http import _parser_py
     from wasmlambda.kernel import Limits
-    from wasmlambda.kernel._package import extract, read_spec
+    from wasmlambda.kernel._manifest import read_spec
+    from wasmlambda.kernel._package import extract
 
 from wasmlambda import _fastpath
 

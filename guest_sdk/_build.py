@@ -22,8 +22,9 @@ from pathlib import Path
 from wasmlambda.config import Settings
 from wasmlambda.errors import WasmLambdaError
 from wasmlambda.kernel import FunctionSpec, Limits
-from wasmlambda.kernel._package import NATIVE_FILE, kind_of, read_spec
-from wasmlambda.sandbox import Instance, Runtime, RuntimeImage
+from wasmlambda.kernel._manifest import HANDLER_FILE, OL_MANIFEST_FILE, read_spec
+from wasmlambda.kernel._package import NATIVE_FILE, kind_of
+from wasmlambda.sandbox import Entry, Instance, Runtime, RuntimeImage
 from wasmlambda.services import KeyValueService, Services, SQLiteStore
 
 from ._native import compile_c
@@ -60,9 +61,11 @@ def build_bytes(directory: Path, pip_args: Sequence[str] = (), progress: Callabl
 def staged(directory: Path, pip_args: Sequence[str] = (), progress: Callable[[str], None] = print,
            check: bool = True) -> Iterator[Path]:
     """A validated, compiled copy of the function folder, removed afterwards."""
-    native = kind_of(directory) == "wasm"
-    if native and not (directory / "f.c").is_file():
-        raise BuildError(f"{directory}: no f.py (defining f(event)) and no f.c (a C handler using wasmlambda.h)")
+    python = (directory / HANDLER_FILE).is_file() or (directory / OL_MANIFEST_FILE).is_file()
+    native = not python and (directory / "f.c").is_file()
+    if not python and not native:
+        raise BuildError(f"{directory}: no f.py (defining f(event) or a WSGI app), no ol.yaml naming an entry "
+                         "file, and no f.c (a C handler using wasmlambda.h)")
     with tempfile.TemporaryDirectory(prefix="wasmlambda-build-") as scratch:
         staging = Path(scratch) / directory.name
         shutil.copytree(directory, staging, ignore=shutil.ignore_patterns(*SKIPPED, "*.pyc", "*.wasm"))
@@ -70,14 +73,40 @@ def staged(directory: Path, pip_args: Sequence[str] = (), progress: Callable[[st
             compile_c(staging, staging / NATIVE_FILE)
             progress(f"compiled {NATIVE_FILE} ({(staging / NATIVE_FILE).stat().st_size:,} bytes)")
         else:
+            from_source: dict[str, list[str]] = {}
             if (staging / REQUIREMENTS).is_file() and _has_requirements(staging / REQUIREMENTS):
-                vendor(staging / REQUIREMENTS, staging / "vendor", pip_args, progress)
+                from_source = vendor(staging / REQUIREMENTS, staging / "vendor", pip_args, progress).from_source
             _compile(staging)
+            if from_source:
+                check_imports(staging, from_source, progress)
         if check:
             with sandbox(staging) as local:
-                start(local.runtime, staging, directory.name, local.limits).close()
+                start(local.runtime, staging, directory.name, local.spec).close()
             progress("the handler loads cleanly in the sandbox")
         yield staging
+
+
+_IMPORT_CHECK = "_wasmlambda_import_check"
+
+
+def check_imports(staging: Path, wheels: dict[str, list[str]], progress: Callable[[str], None]) -> None:
+    """Import each package built from source inside the sandbox (its pure-Python
+    fallback must work there, not only on this machine)."""
+    modules = sorted({module for names in wheels.values() for module in names})
+    check = staging / f"{_IMPORT_CHECK}.py"
+    check.write_text("".join(f"import {module}\n" for module in modules) + "\n\ndef f(event):\n    return None\n")
+    try:
+        with sandbox(staging) as local:
+            limits = local.limits
+            try:
+                local.runtime.snapshot(staging, staging.name, limits.memory_bytes, limits.timeout_ms,
+                                       Entry(_IMPORT_CHECK))
+            except WasmLambdaError as exc:
+                raise BuildError(f"{', '.join(wheels)}: built from source, but does not import in the sandbox: "
+                                 f"{exc}") from None
+    finally:
+        check.unlink()
+    progress(f"  {', '.join(modules)}: import cleanly in the sandbox")
 
 
 def _has_requirements(path: Path) -> bool:
@@ -117,7 +146,7 @@ def sandbox(staging: Path) -> Iterator[LocalSandbox]:
     with tempfile.TemporaryDirectory(prefix="wasmlambda-state-") as state:
         try:
             spec = read_spec(staging, Limits(settings.default_timeout_ms, settings.default_memory_mb),
-                             settings.max_memory_mb)
+                             settings.max_memory_mb, python=kind_of(staging) == "python")
             services = Services({"kv": KeyValueService(SQLiteStore(Path(state) / "state.sqlite3"))})
             runtime = Runtime(RuntimeImage(_guest_runtime.locate(settings.cache_dir)), settings.cache_dir,
                               max_instances=1, max_memory_mb=max(spec.limits.memory_mb, 64),
@@ -131,13 +160,15 @@ def sandbox(staging: Path) -> Iterator[LocalSandbox]:
             services.close()
 
 
-def start(runtime: Runtime, staging: Path, name: str, limits: Limits) -> Instance:
+def start(runtime: Runtime, staging: Path, name: str, spec: FunctionSpec) -> Instance:
     """A ready instance: the snapshot restored (Python) or the module started (C)."""
+    limits = spec.limits
     try:
         if kind_of(staging) == "wasm":
             program = runtime.load_native(staging / NATIVE_FILE, staging.parent / "module.cwasm")
             return runtime.start_native(program, limits.memory_bytes)
-        snapshot = runtime.snapshot(staging, name, limits.memory_bytes, limits.timeout_ms)
+        snapshot = runtime.snapshot(staging, name, limits.memory_bytes, limits.timeout_ms,
+                                    Entry(spec.entry, spec.wsgi_entry, spec.env))
         return runtime.restore(snapshot, staging, limits.memory_bytes)
     except WasmLambdaError as exc:
         raise BuildError(str(exc)) from None

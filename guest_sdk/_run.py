@@ -27,7 +27,7 @@ def run(directory: Path, event: bytes, pip_args: Sequence[str] = (), out: TextIO
     name = directory.resolve().name
     with staged(directory.resolve(), pip_args, progress, check=False) as staging, sandbox(staging) as local:
         started = time.perf_counter()
-        instance = start(local.runtime, staging, name, local.limits)
+        instance = start(local.runtime, staging, name, local.spec)
         timings = {"start": time.perf_counter() - started}
         started = time.perf_counter()
         try:

@@ -85,7 +85,7 @@ def test_native_dependencies_fail_at_build_time(tmp_path: Path, make_function: F
     [
         ("def f(event):\n    return (\n", r"^f\.py, line 2: SyntaxError"),
         ("import missing_module\n", "No module named 'missing_module'"),
-        ("def g(event):\n    pass\n", "does not define a callable f"),
+        ("def g(event):\n    pass\n", "defines neither a callable f\\(event\\) nor a WSGI app named app"),
     ],
 )
 def test_bad_handlers_fail_at_build_time(tmp_path: Path, make_function: FunctionFactory, source: str,

@@ -11,12 +11,9 @@ import pytest
 
 from guest_sdk import pack
 from wasmlambda.errors import DeployError
-from wasmlambda.kernel import FunctionSpec, Limits
-from wasmlambda.kernel._package import MAX_ENTRIES, check_name, extract, read_spec
+from wasmlambda.kernel._package import MAX_ENTRIES, check_name, extract
 
 from ..conftest import FunctionFactory
-
-DEFAULT = Limits(timeout_ms=1000, memory_mb=64)
 
 
 def archive(entries: dict[str, bytes], kinds: dict[str, bytes] | None = None) -> bytes:
@@ -144,31 +141,3 @@ def test_good_names(name: str) -> None:
 def test_bad_names(name: str) -> None:
     with pytest.raises(DeployError, match="invalid function name"):
         check_name(name)
-
-
-def test_spec_defaults_without_manifest(tmp_path: Path) -> None:
-    assert read_spec(tmp_path, DEFAULT, 512) == FunctionSpec(DEFAULT, "warm")
-
-
-def test_spec_reads_limits_and_isolation(tmp_path: Path) -> None:
-    (tmp_path / "wasmlambda.toml").write_text('[function]\nisolation = "fresh"\n[limits]\nmemory_mb = 32\n')
-    assert read_spec(tmp_path, DEFAULT, 512) == FunctionSpec(Limits(1000, 32), "fresh")
-
-
-@pytest.mark.parametrize(
-    ("document", "message"),
-    [
-        ("[limits]\ntimeout = 5", "unknown setting limits.timeout"),
-        ("[limts]\n", "unknown setting limts"),
-        ("[limits]\nmemory_mb = 4096", "memory_mb must be between 16 and 512"),
-        ("[limits]\ntimeout_ms = 0", "timeout_ms must be between 1"),
-        ("[limits]\ntimeout_ms = '5'", "must be an integer"),
-        ('[function]\nisolation = "cold"', "isolation must be one of"),
-        ("limits = 3", r"\[limits\] must be a table"),
-        ("[limits\n", "wasmlambda.toml"),
-    ],
-)
-def test_bad_manifest(tmp_path: Path, document: str, message: str) -> None:
-    (tmp_path / "wasmlambda.toml").write_text(document)
-    with pytest.raises(DeployError, match=message):
-        read_spec(tmp_path, DEFAULT, 512)

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from wasmlambda.errors import DeployError
 from wasmlambda.kernel import FunctionSpec, Limits
-from wasmlambda.kernel._package import extract, read_spec
+from wasmlambda.kernel._manifest import read_spec
+from wasmlambda.kernel._package import extract
 
 SAFE_NAMES = st.sampled_from(["lib.py", "data/x.json", "pkg/__init__.py", "pkg/mod.py", "README", "d"])
 NAMES = st.one_of(
@@ -102,6 +103,7 @@ def manifests(draw: st.DrawFn) -> str:
 @given(document=manifests())
 def test_any_manifest_is_read_or_refused(document: str) -> None:
     with tempfile.TemporaryDirectory() as scratch:
+        (Path(scratch) / "f.py").write_text("")
         (Path(scratch) / "wasmlambda.toml").write_text(document)
         try:
             spec = read_spec(Path(scratch), Limits(1000, 64), 512)
@@ -110,3 +112,39 @@ def test_any_manifest_is_read_or_refused(document: str) -> None:
             return
         event("read")
         assert isinstance(spec, FunctionSpec) and 16 <= spec.limits.memory_mb <= 512
+
+
+OL_KEYS = ["triggers", "environment", "reuse-sandbox", "kafka", "triggers", "environment"]
+YAML_VALUES = st.one_of(
+    st.sampled_from(["GET", "POST", "'*'", "get", "BREW", "true", "false", "3", "null", "[]", "{}", "app.py",
+                     "'x.py'", "'-'", "[{method: GET}, {method: POST}]", "[{method: '*'}]", "[GET]",
+                     "{http: [{method: PUT}], kafka: []}", "{http: 3}", "{A: 1, B: two}", "{OL_ENTRY_FILE: f.py}",
+                     "{OL_ENTRY_FILE: ../x.py}", "{OL_WSGI_ENTRY: app}", "{OL_WSGI_ENTRY: 'a b'}", "{1: x}",
+                     "{A: [1]}", "&a [*a]", "!!python/object:os.system x"]),
+    st.text(max_size=20))
+
+
+@st.composite
+def ol_manifests(draw: st.DrawFn) -> str:
+    """Mostly-plausible ol.yaml documents, sometimes broken."""
+    lines = [f"{key}: {draw(YAML_VALUES)}" for key in draw(st.lists(st.sampled_from(OL_KEYS), max_size=3,
+                                                                     unique=True))]
+    text = "\n".join(lines) + "\n"
+    if draw(st.integers(0, 4)) == 0:
+        text = draw(st.text(max_size=60))
+    return text
+
+
+@settings(max_examples=300, deadline=None)
+@given(document=ol_manifests())
+def test_any_ol_yaml_is_read_or_refused(document: str) -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        (Path(scratch) / "f.py").write_text("")
+        (Path(scratch) / "ol.yaml").write_text(document)
+        try:
+            spec = read_spec(Path(scratch), Limits(1000, 64), 512)
+        except DeployError:
+            event("refused")
+            return
+        event("read")
+        assert isinstance(spec, FunctionSpec) and all(isinstance(value, str) for value in spec.env.values())

@@ -27,7 +27,7 @@ import trio
 
 from .. import __version__
 from ..errors import BadRequest, CapacityExceeded, GuestError, NotFound, Unauthorized, WasmLambdaError
-from ..kernel import BILLING_GROUPS, MAX_PAGE_LINES, Invocation, Peer, Worker, dollars
+from ..kernel import BILLING_GROUPS, MAX_PAGE_LINES, METHODS, Invocation, Peer, Worker, dollars
 from ._fanout import ask_peers, merge_billing, merge_counters, merge_logs, parse_cursor
 from ._messages import JSON_TYPE, Request, Response
 
@@ -38,6 +38,8 @@ SCOPES = ("process", "worker", "cluster")
 # "open": anyone who reaches the port; "admin": the admin token only.
 Access = Literal["open", "admin"]
 _CHALLENGE = (b"www-authenticate", b'Bearer realm="wasmlambda"')
+# Routes whose path goes on past the function's name.
+_PREFIX_ROUTES = frozenset(("run", "runLambda"))
 
 
 class Api:
@@ -51,8 +53,9 @@ class Api:
         # (first path segment, number of segments) -> {method: (handler, access)}
         admin: Access = "admin"
         self._routes: dict[tuple[str, int], dict[str, tuple[Handler, Access]]] = {
-            ("run", 2): {"POST": (self._run, "open")},
-            ("runLambda", 2): {"POST": (self._run, "open")},
+            # /run/<fn>[/<path>]: any method, any sub-path (the function decides: ol.yaml, its WSGI app).
+            ("run", 2): dict.fromkeys(METHODS, (self._run, "open")),
+            ("runLambda", 2): dict.fromkeys(METHODS, (self._run, "open")),
             ("status", 1): {"GET": (self._status, "open")},
             ("stats", 1): {"GET": (self._stats, "open")},
             ("registry", 2): {"POST": (self._deploy, admin), "GET": (self._describe, admin),
@@ -64,6 +67,8 @@ class Api:
             ("metrics", 1): {"GET": (self._metrics, admin)},
             ("keys", 2): {"GET": (self._list_keys, admin), "POST": (self._create_key, admin)},
             ("keys", 3): {"DELETE": (self._revoke_key, admin)},
+            ("secrets", 2): {"GET": (self._list_secrets, admin)},
+            ("secrets", 3): {"PUT": (self._set_secret, admin), "DELETE": (self._remove_secret, admin)},
             ("namespaces", 1): {"GET": (self._list_grants, admin)},
             ("namespaces", 3): {"PUT": (self._grant, admin), "DELETE": (self._revoke_grant, admin)},
         }
@@ -75,6 +80,8 @@ class Api:
 
     async def handle(self, request: Request) -> Response:
         segments = request.path.strip("/").split("/")
+        if segments[0] in _PREFIX_ROUTES:
+            segments = segments[:2]  # /run/<fn>/<path>: the rest is the function's (its handler reads the head)
         methods = None if "" in segments else self._routes.get((segments[0], len(segments)))
         if methods is None:
             return Response.error(404, "NotFound", f"no route for {request.path}")
@@ -102,7 +109,12 @@ class Api:
 
     async def _run(self, request: Request, args: list[str]) -> Response:
         name = args[0]
-        if await self.worker.needs_invoke_key(name) and not self.is_admin(request):
+        spec = await self.worker.spec(name)
+        if not spec.allows(request.method):
+            allow = ", ".join(spec.allowed_methods())
+            return Response.error(405, "MethodNotAllowed", f"{name!r} answers {allow} (its ol.yaml triggers), "
+                                  f"not {request.method}", [(b"allow", allow.encode())])
+        if spec.invoke_keys and not self.is_admin(request):
             presented = _bearer(request)
             if presented is None or not await self.worker.check_invoke_key(name, presented):
                 raise Unauthorized(f"{name!r} needs an invoke key (Authorization: Bearer wlk_...)")
@@ -164,6 +176,17 @@ class Api:
     async def _revoke_key(self, request: Request, args: list[str]) -> Response:
         self.worker.revoke_invoke_key(args[0], args[1])
         return Response.json(200, {"function": args[0], "revoked": args[1]})
+
+    async def _list_secrets(self, request: Request, args: list[str]) -> Response:
+        return Response.json(200, {"function": args[0], "names": await self.worker.list_secrets(args[0])})
+
+    async def _set_secret(self, request: Request, args: list[str]) -> Response:
+        await self.worker.set_secret(args[0], args[1], request.body)
+        return Response.json(200, {"function": args[0], "set": args[1]})
+
+    async def _remove_secret(self, request: Request, args: list[str]) -> Response:
+        self.worker.remove_secret(args[0], args[1])
+        return Response.json(200, {"function": args[0], "removed": args[1]})
 
     async def _list_grants(self, request: Request, args: list[str]) -> Response:
         return Response.json(200, {"namespaces": self.worker.list_grants()})
@@ -284,6 +307,13 @@ def run_response(invocation: Invocation, with_logs: bool = False) -> Response:
         response.headers += meta
         return response
     assert invocation.result is not None
+    settings = invocation.response_settings
+    if settings is not None and settings.get("raw"):  # a WSGI app's own status, headers and bytes
+        try:
+            status, extra = _raw_settings(settings)
+        except (ValueError, TypeError) as exc:
+            return error_response(GuestError(f"the app's response is invalid: {exc}", "ValueError", ""))
+        return Response(status, b"" if status in (204, 304) else invocation.result, [*extra, *meta])
     status = 200
     if invocation.response_settings is not None:
         try:
@@ -318,6 +348,27 @@ def _handler_settings(settings: dict[str, Any]) -> tuple[int, list[tuple[bytes, 
             raise ValueError(f"header {name!r} cannot be set by a handler")
         headers.append((lowered.encode(), _header_value(value)))
     headers += [(b"set-cookie", _header_value(cookie)) for cookie in settings.get("cookies") or []]
+    return status, headers
+
+
+# Framing is the server's: an app's own Content-Length (or chunking) is dropped, not trusted.
+_HOP_BY_HOP = frozenset(("content-length", "transfer-encoding", "connection", "keep-alive", "server"))
+
+
+def _raw_settings(settings: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]]]:
+    """A WSGI app's status and header list, checked as a handler's are."""
+    status = settings.get("status")
+    if not isinstance(status, int) or not 200 <= status <= 599:
+        raise ValueError(f"status must be from 200 to 599, got {status!r}")
+    headers = []
+    for pair in settings.get("headers") or []:
+        name, value = pair
+        lowered = str(name).lower()
+        if lowered in _HOP_BY_HOP:
+            continue
+        if not _TOKEN.fullmatch(lowered) or lowered.startswith(_RESERVED):
+            raise ValueError(f"header {name!r} cannot be set by an app")
+        headers.append((lowered.encode(), _header_value(value)))
     return status, headers
 
 

@@ -4,8 +4,8 @@ from .._money import dollars
 from ._ledger import GROUPS as BILLING_GROUPS
 from ._ledger import Ledger
 from ._logs import MAX_PAGE_LINES
+from ._manifest import METHODS, FunctionSpec, Limits
 from ._meter import PriceModel, Usage
-from ._package import FunctionSpec, Limits
 from ._peers import Peer, PeerRegistry, peer_registry
 from ._pool import Pool
 from ._worker import Invocation, Worker
@@ -13,6 +13,7 @@ from ._worker import Invocation, Worker
 __all__ = [
     "BILLING_GROUPS",
     "MAX_PAGE_LINES",
+    "METHODS",
     "FunctionSpec",
     "Invocation",
     "Ledger",

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from ..sandbox import Instance
 
-FunctionKey = tuple[str, str]  # (name, version)
+FunctionKey = tuple[str, str]  # (name, version of its code and secrets)
 
 
 class Pool:

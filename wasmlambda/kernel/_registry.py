@@ -34,8 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FunctionNotFound
-from ..sandbox import NativeProgram, Snapshot, SnapshotFormatError
-from ._package import FunctionSpec, check_name
+from ..sandbox import Entry, NativeProgram, Snapshot, SnapshotFormatError
+from ._manifest import FunctionSpec
+from ._package import check_name
 
 # Longer than the longest call (15 min) and deploy: what is older is nobody's.
 SWEEP_GRACE_S = 20 * 60
@@ -62,6 +63,11 @@ class Function:
     @property
     def compiled_path(self) -> Path:
         return self.directory / COMPILED
+
+    @property
+    def entry(self) -> Entry:
+        """What its snapshot imports, and the environment the package sets."""
+        return Entry(self.spec.entry, self.spec.wsgi_entry, self.spec.env)
 
     def describe(self) -> dict[str, Any]:
         description = {

@@ -35,19 +35,21 @@ from ..errors import (
 )
 from ..sandbox import Instance, Runtime, RuntimeImage
 from ..services import CallContext, KeyValueService, ServiceFailure, Services, open_store
-from ._access import InvokeKeys, JsonFile, NamespaceGrants
+from ._access import Document, InvokeKeys, JsonFile, NamespaceGrants
 from ._changes import ChangeToken
 from ._code_store import ACCESS_CHANGED, SUBSCRIBED, CodeStore
 from ._composition import InvokeService
 from ._ledger import Ledger
 from ._logs import LogStore
+from ._manifest import FunctionSpec, Limits, read_spec
 from ._meter import Bill, PriceModel, Usage, microseconds
 from ._metrics import Metrics
-from ._package import NATIVE_FILE, Limits, check_name, extract, kind_of, read_spec
+from ._package import NATIVE_FILE, check_name, extract, kind_of
 from ._peers import Peer, PeerRegistry, peer_registry
 from ._pool import Pool
 from ._registry import COMPILED, Function, Registry
 from ._scheduler import CallerGone, Scheduler
+from ._secrets import Secrets, check_secret
 
 # The scheduler queue deploys wait in (no function can have this name).
 DEPLOYS = "\0deploys"
@@ -126,12 +128,9 @@ class Worker:
         self.registry = Registry(settings.data_dir)
         # Shared with the other workers of a cluster (None: this worker's data dir only).
         self.code_store = CodeStore(settings.code_store) if settings.code_store else None
-        if self.code_store is not None:  # a key created through any worker opens every worker
-            self.keys = InvokeKeys(self.code_store.document("invoke-keys"))
-            self.grants = NamespaceGrants(self.code_store.document("namespaces"))
-        else:
-            self.keys = InvokeKeys(JsonFile(settings.data_dir / "invoke-keys.json"))
-            self.grants = NamespaceGrants(JsonFile(settings.data_dir / "namespaces.json"))
+        self.keys = InvokeKeys(self._document("invoke-keys"))
+        self.grants = NamespaceGrants(self._document("namespaces"))
+        self.secrets = Secrets(self._document("secrets"))
         # Sibling processes sharing the data dir (serve --processes) announce their changes here.
         self.changes = ChangeToken(settings.data_dir)
         self.pool = Pool(settings.memory_budget_mb << 20, settings.idle_timeout_s, settings.max_instances)
@@ -154,6 +153,21 @@ class Worker:
         self.registry.load(warn=log)
         self._prepare_loaded_functions()
 
+    def _document(self, name: str) -> Document:
+        """Where the operator's decisions are kept: the cluster's Redis (a key created
+        through any worker opens every worker), or a file of the data dir."""
+        if self.code_store is not None:
+            return self.code_store.document(name)
+        return JsonFile(self.settings.data_dir / f"{name}.json")
+
+    def _reload_access(self) -> None:
+        """Re-read keys, grants and secrets (changed by another process or worker);
+        instances holding a function's old secrets are not used again."""
+        self.keys.reload()
+        self.grants.reload()
+        for name in self.secrets.reload():
+            self.pool.drop(name)
+
     def _prepare_loaded_functions(self) -> None:
         """Snapshots are deltas over one runtime image: after a runtime
         rebuild, or if one is damaged, take them again from the stored code.
@@ -171,8 +185,7 @@ class Worker:
         (on every request; ~100 ns when nothing did)."""
         if not self.changes.take():
             return
-        self.keys.reload()
-        self.grants.reload()
+        self._reload_access()
         changed, gone = self.registry.refresh(warn=self.log)
         for name in gone:
             self.pool.drop(name)
@@ -192,7 +205,8 @@ class Worker:
         if function.snapshot is None or function.snapshot.base_id != self.runtime.base_id:
             self.log(f"re-snapshotting {function.name!r} for runtime {self.runtime.base_id}")
             limits = function.spec.limits
-            snapshot = self.runtime.snapshot(function.code_dir, function.name, limits.memory_bytes, limits.timeout_ms)
+            snapshot = self.runtime.snapshot(function.code_dir, function.name, limits.memory_bytes, limits.timeout_ms,
+                                             function.entry)
             self.registry.replace_snapshot(function, snapshot)
 
     def _cold_start(self, function: Function) -> Instance:
@@ -200,7 +214,15 @@ class Worker:
         if function.program is not None:
             return self.runtime.start_native(function.program, memory)
         assert function.snapshot is not None
-        return self.runtime.restore(function.snapshot, function.code_dir, memory)
+        instance = self.runtime.restore(function.snapshot, function.code_dir, memory)
+        secrets = self.secrets.of(function.name)
+        if secrets:
+            try:
+                instance.set_environment(secrets, function.spec.limits.timeout_ms)
+            except BaseException:
+                instance.close()
+                raise
+        return instance
 
     # -- invoking ---------------------------------------------------------
 
@@ -291,7 +313,8 @@ class Worker:
         take a warm instance (or start one), call it, give it back.  The lease
         begins and ends on this thread, so a call the loop abandoned still
         returns (or closes) its own instance."""
-        key = (function.name, function.version)
+        generation = self.secrets.generation(function.name)
+        key = (function.name, f"{function.version}.{generation}" if generation else function.version)
         run.started = True
         bill = context.bill
         bill.thread = threading.get_ident()
@@ -422,9 +445,9 @@ class Worker:
         try:
             code = staging / "code"
             extract(archive, code, self.settings.max_package_bytes * _UNPACK_RATIO)
-            spec = read_spec(code, self.default_limits, self.settings.max_memory_mb)
-            function = Function(name, hashlib.sha256(archive).hexdigest()[:12], staging, spec, time.time(),
-                                kind_of(code))
+            kind = kind_of(code)
+            spec = read_spec(code, self.default_limits, self.settings.max_memory_mb, python=kind == "python")
+            function = Function(name, hashlib.sha256(archive).hexdigest()[:12], staging, spec, time.time(), kind)
             if function.kind == "wasm":
                 function.program = self.runtime.load_native(code / NATIVE_FILE, staging / COMPILED)
             else:
@@ -432,7 +455,7 @@ class Worker:
                 if left_ms <= 0:
                     raise DeadlineExceeded("no time left to import the handler")
                 function.snapshot = self.runtime.snapshot(code, name, spec.limits.memory_bytes,
-                                                          min(spec.limits.timeout_ms, left_ms))
+                                                          min(spec.limits.timeout_ms, left_ms), function.entry)
             return self.registry.stage(staging, function)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -453,6 +476,7 @@ class Worker:
             self.pool.drop(name)
             self.logs.forget(name)
             self.keys.forget(name)
+            self.secrets.forget(name)
             self.changes.announce()
             self.registry.retire(function.directory)
         self.log(f"removed {name!r}")
@@ -516,10 +540,9 @@ class Worker:
                 with contextlib.suppress(ServiceUnavailable):
                     await self.catch_up()
                 continue
-            if name == ACCESS_CHANGED:  # invoke keys or grants changed through some worker
+            if name == ACCESS_CHANGED:  # invoke keys, grants or secrets changed through some worker
                 with contextlib.suppress(ServiceUnavailable):
-                    await trio.to_thread.run_sync(self.keys.reload)
-                    await trio.to_thread.run_sync(self.grants.reload)
+                    await trio.to_thread.run_sync(self._reload_access)
                 continue
             with contextlib.suppress(FunctionNotFound):
                 local = self.registry.get(name)
@@ -547,8 +570,9 @@ class Worker:
                 functions.setdefault(name, {"name": name, "version": version, "built_here": False})
         return [functions[name] for name in sorted(functions)]
 
-    async def needs_invoke_key(self, name: str) -> bool:
-        return (await self.function(name)).spec.invoke_keys
+    async def spec(self, name: str) -> FunctionSpec:
+        """What the deployed function's manifests say (for checks before a call: methods, keys)."""
+        return (await self.function(name)).spec
 
     def read_logs(self, name: str, since: int, request_id: str | None, limit: int) -> list[dict[str, Any]]:
         self.registry.get(name)  # 404 for unknown functions
@@ -618,6 +642,24 @@ class Worker:
 
     def revoke_invoke_key(self, name: str, key_id: str) -> None:
         self.keys.revoke(name, key_id)
+        self.changes.announce()
+
+    async def list_secrets(self, name: str) -> list[str]:
+        """The names of a function's secrets (values are never read back)."""
+        await self._check_deployed(name)
+        return self.secrets.names(name)
+
+    async def set_secret(self, name: str, key: str, value: bytes) -> None:
+        await self._check_deployed(name)
+        self.secrets.set(name, key, check_secret(key, value))
+        self._secrets_changed(name)
+
+    def remove_secret(self, name: str, key: str) -> None:
+        self.secrets.remove(name, key)
+        self._secrets_changed(name)
+
+    def _secrets_changed(self, name: str) -> None:
+        self.pool.drop(name)  # the next call starts an instance with the new values
         self.changes.announce()
 
     def list_grants(self) -> dict[str, list[str]]:

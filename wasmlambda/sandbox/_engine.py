@@ -28,7 +28,7 @@ from wasmtime import _ffi as ffi
 from ..errors import CapacityExceeded, DeadlineExceeded, DeployError, GuestTrap, MemoryLimitExceeded
 from ._call import link_host_calls
 from ._hostcalls import Dispatch
-from ._instance import GUEST_CODE_DIR, GUEST_STDLIB, TICK_MS, Instance
+from ._instance import DEFAULT_ENTRY, GUEST_CODE_DIR, GUEST_STDLIB, TICK_MS, Entry, Instance
 from ._snapshot import Snapshot
 
 # The shadow stack ([0, 512 KiB), linked with --stack-first) is dead between
@@ -122,14 +122,16 @@ class Runtime:
             raise
         return instance
 
-    def snapshot(self, code_dir: Path, name: str, memory_limit: int, timeout_ms: int, module: str = "f") -> Snapshot:
+    def snapshot(self, code_dir: Path, name: str, memory_limit: int, timeout_ms: int,
+                 entry: Entry = DEFAULT_ENTRY) -> Snapshot:
         """Import the function's handler in a fresh instance and record the delta.
 
         Raises DeployError naming the file and line when the import fails.
         """
+        module = entry.module
         instance = self.instantiate(code_dir, memory_limit)
         try:
-            instance.load(name, timeout_ms, module)
+            instance.load(name, timeout_ms, entry)
             return Snapshot.take(self.base_id, self.base_memory, instance.read_memory(), STACK_BYTES)
         except DeadlineExceeded:
             raise DeployError(f"importing {module}.py took longer than the {timeout_ms} ms timeout") from None

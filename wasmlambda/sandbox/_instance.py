@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
 import wasmtime
 
@@ -40,6 +40,18 @@ _WASM_PAGE = 65536
 # half-updated heap, a broken internal invariant): the instance is discarded.
 _INCONSISTENT = frozenset(("MemoryError", "SystemError"))
 _MIN_INPUT_BUFFER = 4096
+
+
+class Entry(NamedTuple):
+    """What a function's snapshot imports: ``module`` (its ``f`` or, failing
+    that or when ``wsgi`` names one, its WSGI app) and the environment set before."""
+
+    module: str = "f"
+    wsgi: str | None = None
+    env: dict[str, str] = {}  # noqa: RUF012 (never mutated: the default of a read-only tuple)
+
+
+DEFAULT_ENTRY = Entry()
 
 
 class Instance:
@@ -105,18 +117,32 @@ class Instance:
         if status == b"R":
             self.response_settings = json.loads(body)
             body, _, logs = logs.partition(b"\x00")
+        elif status == b"W":  # a WSGI app's answer: any bytes, their length given
+            self.response_settings = settings = json.loads(body)
+            length = settings.get("length")
+            if not isinstance(length, int) or not 0 <= length <= len(logs):
+                raise GuestTrap("the guest's WSGI response is malformed")
+            settings["raw"] = True
+            body, logs = logs[:length], logs[length + 1:]
         text = logs.decode("utf-8", "replace")
-        if status in (b"0", b"R"):
+        if status in (b"0", b"R", b"W"):
             return body, text
         error = self._failure(json.loads(body))
         error.logs = text
         raise error
 
-    def load(self, name: str, timeout_ms: int, module: str = "f") -> None:
-        """Import a function's handler from GUEST_CODE_DIR (the deploy-time step before a snapshot)."""
-        request = json.dumps({"path": GUEST_CODE_DIR, "module": module, "handler": "f", "name": name,
-                              "memory_mb": self.memory_limit >> 20}).encode()
+    def load(self, name: str, timeout_ms: int, entry: Entry = DEFAULT_ENTRY) -> None:
+        """Import a function's handler or WSGI app from GUEST_CODE_DIR (the
+        deploy-time step before a snapshot), with its environment set first."""
+        request = json.dumps({"path": GUEST_CODE_DIR, "module": entry.module, "handler": "f", "wsgi": entry.wsgi,
+                              "env": entry.env, "name": name, "memory_mb": self.memory_limit >> 20}).encode()
         response = self._call(b"L", request, timeout_ms)
+        if response[:1] != b"0":
+            raise self._failure(json.loads(response[1:].partition(b"\x00")[0]))
+
+    def set_environment(self, variables: dict[str, str], timeout_ms: int) -> None:
+        """Add to the guest's ``os.environ`` (secrets, after a restore: never in a snapshot)."""
+        response = self._call(b"S", json.dumps(variables).encode(), timeout_ms)
         if response[:1] != b"0":
             raise self._failure(json.loads(response[1:].partition(b"\x00")[0]))
 

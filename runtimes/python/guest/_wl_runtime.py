@@ -5,19 +5,24 @@ buffer and calls ``wl_handle``, which calls :func:`invoke` here for an ``I``
 request and :func:`handle` for any other.  A request is an opcode byte
 followed by a payload:
 
-* ``L`` + JSON ``{"path", "module", "handler", "name", "memory_mb"}``: import
-  a function's handler.  The host does this once per deployment and
-  snapshots the memory after it.
+* ``L`` + JSON ``{"path", "module", "handler", "wsgi", "name", "memory_mb",
+  "env"}``: set the environment and import a function's handler (``f``) or
+  WSGI app.  The host does this once per deployment and snapshots the
+  memory after it.
+* ``S`` + JSON ``{name: value}``: add secrets to ``os.environ`` (after each
+  restore: they are never part of a snapshot).
 * ``I`` + request id + NUL + timeout in ms + NUL + the HTTP request head
   (``METHOD target CRLF`` then ``name: value CRLF`` lines; empty for a
-  nested call) + NUL + the JSON event: call the loaded handler with the
-  decoded event.
+  nested call) + NUL + the body: call the loaded handler with the body
+  decoded as JSON, or the WSGI app with the body as it came.
 
 A response is a status byte followed by JSON: ``0`` + the result, ``R`` +
-the response settings (status, headers, cookies) + NUL + the result, or
-``E`` + ``{"phase", "type", "message", "traceback", "file", "line"}``; then,
-if the call printed or logged anything, NUL + those logs (JSON text never
-contains a raw NUL, so the split is unambiguous).  ``phase``
+the response settings (status, headers, cookies) + NUL + the result, ``W`` +
+a WSGI app's ``{"status", "headers", "length"}`` + NUL + exactly ``length``
+bytes of body, or ``E`` + ``{"phase", "type", "message", "traceback",
+"file", "line"}``; then, if the call printed or logged anything, NUL + those
+logs (JSON text never contains a raw NUL, and a WSGI body's length is
+given, so the split is unambiguous).  ``phase``
 says whose fault it was (``event``: bad input, ``load``: bad package,
 ``handler``: the handler raised, ``result``: the handler returned something
 JSON cannot carry, ``runtime``: this module itself failed).
@@ -39,6 +44,7 @@ import itertools  # noqa: F401
 import json
 import json.scanner
 import math  # noqa: F401
+import os
 import random
 import re  # noqa: F401
 import string  # noqa: F401
@@ -47,6 +53,7 @@ import sys
 import time
 import traceback
 import typing  # noqa: F401
+import urllib.parse
 import uuid  # noqa: F401
 import zlib  # noqa: F401
 
@@ -85,6 +92,7 @@ def _bounded_set_recursion_limit(limit):
 
 sys.setrecursionlimit = _bounded_set_recursion_limit
 _handler = None
+_wsgi_app = None  # the WSGI callable, when the function is one
 # False in every snapshot, so the first call after a restore reseeds `random`,
 # whose state would otherwise be identical in every instance.
 _seeded = False
@@ -99,6 +107,9 @@ def handle(request):
         opcode = request[:1]
         if opcode == b"L":
             return _load(request[1:])
+        if opcode == b"S":
+            os.environ.update(json.loads(request[1:]))
+            return b"0null"
         raise ValueError("unknown opcode %r" % opcode)
     except BaseException as exc:  # a failure here is ours, not the handler's
         return _error("runtime", exc, logs=True)
@@ -171,6 +182,8 @@ def invoke(payload):
         request_id, timeout_ms, head, payload = payload.split(b"\x00", 3)
         context = wasmlambda_guest.context
         context._begin(request_id, timeout_ms, head)
+        if _wsgi_app is not None:
+            return _call_wsgi(head, payload)
         try:
             event = _decode_event(payload) if payload else None
         except (ValueError, RecursionError) as exc:
@@ -213,7 +226,7 @@ def _logs():
 
 
 def _load(payload):
-    global _handler
+    global _handler, _wsgi_app
     spec = json.loads(payload)
     wasmlambda_guest.context.function_name = spec["name"]
     wasmlambda_guest.context.memory_limit_mb = spec["memory_mb"]
@@ -221,25 +234,119 @@ def _load(payload):
     # Dependencies that `python -m guest_sdk build` vendored.
     sys.path.insert(1, spec["path"] + "/vendor")
     stdout, stderr = sys.stdout, sys.stderr
+    os.environ.update(spec.get("env") or {})
     sys.stdout = sys.stderr = io.StringIO()  # import-time output is not a call's log
     try:
         module = __import__(spec["module"])
         handler = getattr(module, spec["handler"], None)
-        if not callable(handler):
-            raise AttributeError(
-                "%s.py does not define a callable %s(event)" % (spec["module"], spec["handler"])
-            )
+        app = getattr(module, spec.get("wsgi") or "app", None)
+        if spec.get("wsgi") or not callable(handler):
+            handler = None
+            if not callable(app):
+                raise AttributeError(
+                    "%s.py defines neither a callable %s(event) nor a WSGI app named %s" % (
+                        spec["module"], spec["handler"], spec.get("wsgi") or "app"))
     except BaseException as exc:
         return _error("load", exc, code_path=spec["path"])
     finally:
         sys.stdout, sys.stderr = stdout, stderr
     _handler = handler
+    _wsgi_app = None if handler is not None else app
     sys.stdout = sys.stderr = _output  # from now on, output is a call's logs
     # Objects that exist now live as long as the snapshot: keep the collector
     # from walking them, which would dirty (copy-on-write) their pages later.
     gc.collect()
     gc.freeze()
-    return b"0null"
+    return b'0"wsgi"' if _wsgi_app is not None else b'0"function"'
+
+
+# -- WSGI (PEP 3333) --------------------------------------------------------
+
+_HEADER_VARIABLES = {"content-type": "CONTENT_TYPE", "content-length": None, "transfer-encoding": None}
+
+
+def _wsgi_environ(head, body):
+    """The WSGI environ of one request, from the head the host sent."""
+    unquote_to_bytes = urllib.parse.unquote_to_bytes
+    lines = head.decode("latin-1").split("\r\n")
+    method, _, target = lines[0].partition(" ")
+    path, _, query = target.partition("?")
+    # /run/<fn>[/rest]: the app is mounted at /run/<fn>.
+    prefix_end = path.find("/", path.find("/", 1) + 1)
+    script, rest = (path, "") if prefix_end < 0 else (path[:prefix_end], path[prefix_end:])
+    environ = {
+        "REQUEST_METHOD": method,
+        "SCRIPT_NAME": unquote_to_bytes(script).decode("latin-1"),
+        "PATH_INFO": unquote_to_bytes(rest).decode("latin-1"),
+        "QUERY_STRING": query,
+        "CONTENT_LENGTH": str(len(body)),
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": _output,  # into the call's logs
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+    }
+    for line in lines[1:]:
+        name, _, value = line.partition(": ")
+        if not name:
+            continue
+        name = name.lower()
+        key = _HEADER_VARIABLES.get(name, "HTTP_" + name.upper().replace("-", "_"))
+        if key is None:
+            continue  # the body arrives whole: its length is CONTENT_LENGTH
+        if key in environ:
+            value = environ[key] + ("; " if key == "HTTP_COOKIE" else ",") + value
+        environ[key] = value
+    host = environ.get("HTTP_HOST")
+    if host:
+        name, colon, port = host.rpartition(":")
+        if not colon or not port.isdigit():  # no port (or the end of an IPv6 address)
+            name, port = host, "80"
+        environ["SERVER_NAME"], environ["SERVER_PORT"] = name, port
+    return environ
+
+
+def _call_wsgi(head, body):
+    if not head:
+        return _error("handler", TypeError(
+            "this function is a WSGI app: call it over HTTP (/run/<fn>/<path>), not with invoke()"))
+    response = []  # [status, headers]
+    chunks = []
+
+    def start_response(status, headers, exc_info=None):
+        if response and exc_info is None:
+            raise AssertionError("start_response was called twice without exc_info")
+        response[:] = [status, headers]
+        return chunks.append  # the legacy write() callable
+
+    if sys.stdout is not _output or sys.stderr is not _output:
+        sys.stdout = sys.stderr = _output
+    try:
+        result = _wsgi_app(_wsgi_environ(head, body), start_response)
+        try:
+            for chunk in result:
+                if not isinstance(chunk, bytes):
+                    raise TypeError("a WSGI app must yield bytes, got %s" % type(chunk).__name__)
+                if chunk:
+                    chunks.append(chunk)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        if not response:
+            raise AssertionError("the WSGI app returned without calling start_response")
+        status = int(str(response[0]).split(" ", 1)[0])
+        headers = [[str(name), str(value)] for name, value in response[1]]
+    except BaseException as exc:  # the app's failure is the caller's answer
+        return _error("handler", exc, logs=True)
+    content = b"".join(chunks)
+    settings = _dumps({"status": status, "headers": headers, "length": len(content)})
+    return b"W" + settings.encode() + b"\x00" + content + (_logs() if _output.tell() else b"")
 
 
 def _error(phase, exc, code_path="/", logs=False):
