@@ -23,7 +23,7 @@ from wasmlambda.config import Settings
 from wasmlambda.errors import WasmLambdaError
 from wasmlambda.kernel import FunctionSpec, Limits
 from wasmlambda.kernel._manifest import HANDLER_FILE, OL_MANIFEST_FILE, read_spec
-from wasmlambda.kernel._package import NATIVE_FILE, kind_of
+from wasmlambda.kernel._package import NATIVE_FILE, VENDOR_DIR, kind_of
 from wasmlambda.sandbox import Entry, Instance, Runtime, RuntimeImage
 from wasmlambda.services import KeyValueService, Services, SQLiteStore
 
@@ -75,7 +75,7 @@ def staged(directory: Path, pip_args: Sequence[str] = (), progress: Callable[[st
         else:
             from_source: dict[str, list[str]] = {}
             if (staging / REQUIREMENTS).is_file() and _has_requirements(staging / REQUIREMENTS):
-                from_source = vendor(staging / REQUIREMENTS, staging / "vendor", pip_args, progress).from_source
+                from_source = vendor(staging / REQUIREMENTS, staging / VENDOR_DIR, pip_args, progress).from_source
             _compile(staging)
             if from_source:
                 check_imports(staging, from_source, progress)
@@ -90,11 +90,16 @@ _IMPORT_CHECK = "_wasmlambda_import_check"
 
 
 def check_imports(staging: Path, wheels: dict[str, list[str]], progress: Callable[[str], None]) -> None:
-    """Import each package built from source inside the sandbox (its pure-Python
-    fallback must work there, not only on this machine)."""
-    modules = sorted({module for names in wheels.values() for module in names})
+    """Import each package built from source inside the sandbox: its pure-Python
+    fallback must work there, not only on this machine.  (Top-level modules
+    whose name starts with ``_`` are private shims, not imported on their own.)"""
+    owners = {module: wheel.split("-")[0] for wheel, modules in wheels.items() for module in modules
+              if not module.startswith("_")}
     check = staging / f"{_IMPORT_CHECK}.py"
-    check.write_text("".join(f"import {module}\n" for module in modules) + "\n\ndef f(event):\n    return None\n")
+    check.write_text(
+        f"failures = []\nfor name in {sorted(owners)!r}:\n    try:\n        __import__(name)\n"
+        "    except Exception as exc:\n        failures.append(f'{name}: {type(exc).__name__}: {exc}')\n"
+        "if failures:\n    raise ImportError('; '.join(failures))\n\ndef f(event):\n    return None\n")
     try:
         with sandbox(staging) as local:
             limits = local.limits
@@ -102,11 +107,11 @@ def check_imports(staging: Path, wheels: dict[str, list[str]], progress: Callabl
                 local.runtime.snapshot(staging, staging.name, limits.memory_bytes, limits.timeout_ms,
                                        Entry(_IMPORT_CHECK))
             except WasmLambdaError as exc:
-                raise BuildError(f"{', '.join(wheels)}: built from source, but does not import in the sandbox: "
-                                 f"{exc}") from None
+                raise BuildError(f"{', '.join(sorted(set(owners.values())))} (built from source without C code) "
+                                 f"do not import in the sandbox: {exc}") from None
     finally:
         check.unlink()
-    progress(f"  {', '.join(modules)}: import cleanly in the sandbox")
+    progress(f"  {', '.join(sorted(owners))}: import cleanly in the sandbox")
 
 
 def _has_requirements(path: Path) -> bool:

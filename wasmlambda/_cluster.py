@@ -38,6 +38,7 @@ import trio
 
 from . import _admin_token
 from ._children import listening_port
+from ._folders import check_function_folder
 from .errors import ConfigError
 
 __all__ = ["add_cluster_commands", "haproxy_config", "nginx_config"]
@@ -180,8 +181,7 @@ def _up(args: argparse.Namespace) -> int:
         if _which(tool) is None:
             raise ConfigError(f"{tool} is not installed (README's `make setup` installs it: apt-get install {tool})")
     for directory in args.deploy:
-        if not (directory / "f.py").is_file() and not (directory / "f.c").is_file():
-            raise ConfigError(f"--deploy {directory}: no f.py or f.c in that folder")
+        check_function_folder(directory)
     data_dir: Path = args.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     cluster = _Cluster(data_dir, args)

@@ -1,5 +1,5 @@
 """The CLI commands that talk to a running worker over HTTP (``--url``):
-deploy, invoke, ls, rm, logs, status, billing, explain, keys, namespaces.
+deploy, invoke, ls, rm, logs, status, billing, explain, keys, secrets, namespaces.
 
 Every request carries the admin token, found the way the worker finds it
 (``--token``, ``$WASMLAMBDA_ADMIN_TOKEN``, then the data dir's
@@ -73,6 +73,20 @@ def add_remote_commands(commands: Any) -> None:
     revoke.add_argument("name")
     revoke.add_argument("id", help="the key's id (wlk_<id>_...)")
 
+    secrets = commands.add_parser("secrets", help="environment variables a function sees but its package does not hold",
+                                  description="Set, list and remove a function's secrets (its os.environ, set "
+                                              "after each restore; never in a snapshot, log or answer).")
+    secret_commands = secrets.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    set_secret = remote("set", "set a secret (the value from the argument, or from stdin with - or none)",
+                        _set_secret, secret_commands)
+    set_secret.add_argument("name", help="the function")
+    set_secret.add_argument("key", help="the variable's name")
+    set_secret.add_argument("value", nargs="?", default="-", help="the value, or - (the default) to read stdin")
+    remote("ls", "list a function's secrets (names only)", _list_secrets, secret_commands).add_argument("name")
+    remove_secret = remote("rm", "remove a secret", _remove_secret, secret_commands)
+    remove_secret.add_argument("name", help="the function")
+    remove_secret.add_argument("key", help="the variable's name")
+
     namespaces = commands.add_parser("namespaces", help="grant functions shared key-value namespaces",
                                      description="Shared namespaces (shared:NAME) and the functions granted each.")
     namespace_commands = namespaces.add_subparsers(title="commands", metavar="COMMAND", required=True)
@@ -107,6 +121,8 @@ def _deploy(args: argparse.Namespace) -> int:
     else:
         raise ClientError(f"{source}: no such folder or package")
     described = _client(args).checked("POST", f"/registry/{name}", package).json()
+    for warning in described.get("warnings", []):
+        _progress(f"warning: {warning}")
     limits = described["limits"]
     print(f"deployed {name} (version {described['version']}, timeout {limits['timeout_ms']} ms, "
           f"memory {limits['memory_mb']} MB, {described['isolation']})")
@@ -254,6 +270,26 @@ def _list_keys(args: argparse.Namespace) -> int:
 def _revoke_key(args: argparse.Namespace) -> int:
     _client(args).checked("DELETE", f"/keys/{quote(args.name)}/{quote(args.id)}")
     print(f"revoked {args.id}")
+    return 0
+
+
+def _set_secret(args: argparse.Namespace) -> int:
+    # (From stdin, a final newline is dropped: `echo secret |` adds one.)
+    value = sys.stdin.buffer.read().removesuffix(b"\n") if args.value == "-" else args.value.encode()
+    _client(args).checked("PUT", f"/secrets/{quote(args.name)}/{quote(args.key)}", value)
+    print(f"set {args.key} for {args.name} (new instances see it; running ones finish with the old value)")
+    return 0
+
+
+def _list_secrets(args: argparse.Namespace) -> int:
+    names = _client(args).checked("GET", f"/secrets/{quote(args.name)}").json()["names"]
+    print("\n".join(names) if names else f"{args.name} has no secrets")
+    return 0
+
+
+def _remove_secret(args: argparse.Namespace) -> int:
+    _client(args).checked("DELETE", f"/secrets/{quote(args.name)}/{quote(args.key)}")
+    print(f"removed {args.key} from {args.name}")
     return 0
 
 

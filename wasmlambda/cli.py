@@ -23,6 +23,7 @@ import trio
 
 from . import __version__, _admin_token, _guest_runtime
 from ._cluster import add_cluster_commands
+from ._folders import check_function_folder
 from ._remote import add_remote_commands
 from .config import Settings, load_settings
 from .errors import ConfigError, DeployError, ServiceUnavailable, WasmLambdaError
@@ -106,8 +107,7 @@ def _serve(args: argparse.Namespace) -> int:
         global _log_name
         _log_name = f"wasmlambda[{settings.worker_id}]"
     for directory in args.deploy:
-        if not (directory / "f.py").is_file() and not (directory / "f.c").is_file():
-            raise ConfigError(f"--deploy {directory}: no f.py or f.c in that folder")
+        check_function_folder(directory)
     image = RuntimeImage(_guest_runtime.locate(settings.cache_dir))
     from . import _supervisor
 

@@ -44,8 +44,10 @@ CASES: dict[str, list[tuple[Any, Any]]] = {
 
 def test_every_example_is_covered() -> None:
     examples = sorted(path.name for path in EXAMPLES.iterdir() if path.is_dir())
-    # compute and render: below; mapreduce, pipeline: test_composition; cart: test_sessions
-    assert examples == sorted([*CASES, "compute", "render", "mapreduce", "pipeline", "cart"])
+    # compute and render: below; mapreduce, pipeline: test_composition; cart: test_sessions;
+    # flask_app, wsgi_echo: test_openlambda
+    assert examples == sorted([*CASES, "compute", "render", "mapreduce", "pipeline", "cart", "flask_app",
+                               "wsgi_echo"])
     for example in examples:
         assert (EXAMPLES / example / "README.md").read_text().startswith(f"{example} — ")
 

@@ -29,6 +29,7 @@ from ..errors import DeployError
 from ._manifest import HANDLER_FILE, MANIFEST_FILE, OL_MANIFEST_FILE
 
 NATIVE_FILE = "f.wasm"
+VENDOR_DIR = "vendor"  # dependencies, unpacked by guest_sdk (kernel/_package_cache.py shares them)
 MAX_ENTRIES = 10_000  # files and folders
 MAX_PATH_BYTES = 1024
 MAX_NAME_BYTES = 255

@@ -44,7 +44,8 @@ from ._logs import LogStore
 from ._manifest import FunctionSpec, Limits, read_spec
 from ._meter import Bill, PriceModel, Usage, microseconds
 from ._metrics import Metrics
-from ._package import NATIVE_FILE, check_name, extract, kind_of
+from ._package import NATIVE_FILE, VENDOR_DIR, check_name, extract, kind_of
+from ._package_cache import PackageCache
 from ._peers import Peer, PeerRegistry, peer_registry
 from ._pool import Pool
 from ._registry import COMPILED, Function, Registry
@@ -126,6 +127,7 @@ class Worker:
         self.log = log
         self.default_limits = Limits(settings.default_timeout_ms, settings.default_memory_mb)
         self.registry = Registry(settings.data_dir)
+        self.packages = PackageCache(settings.data_dir)
         # Shared with the other workers of a cluster (None: this worker's data dir only).
         self.code_store = CodeStore(settings.code_store) if settings.code_store else None
         self.keys = InvokeKeys(self._document("invoke-keys"))
@@ -445,6 +447,7 @@ class Worker:
         try:
             code = staging / "code"
             extract(archive, code, self.settings.max_package_bytes * _UNPACK_RATIO)
+            self.packages.adopt(code / VENDOR_DIR)
             kind = kind_of(code)
             spec = read_spec(code, self.default_limits, self.settings.max_memory_mb, python=kind == "python")
             function = Function(name, hashlib.sha256(archive).hexdigest()[:12], staging, spec, time.time(), kind)
@@ -687,6 +690,9 @@ class Worker:
         return {
             **metrics,
             "deployed": len(self.registry),
+            # OpenLambda's name: distributions new to this worker's package cache.
+            "pull-package.cnt": self.packages.pulled,
+            "packages": self.packages.stats(),
             "pool": {"idle_instances": len(self.pool), "idle_bytes": self.pool.idle_bytes,
                      "high_water": self.pool.high_water,
                      "busy": self.pool.busy, "evictions": self.pool.evictions},
@@ -695,7 +701,8 @@ class Worker:
         }
 
     async def run_janitor(self) -> None:
-        """Evict idle instances past their timeout and sweep retired versions, forever."""
+        """Evict idle instances past their timeout and sweep retired versions (and the
+        package files only they used), forever."""
         swept = trio.current_time()
         while True:
             await trio.sleep(min(5.0, self.settings.idle_timeout_s / 4))
@@ -703,6 +710,7 @@ class Worker:
             if trio.current_time() - swept > 60:
                 swept = trio.current_time()
                 self.registry.sweep()
+                await trio.to_thread.run_sync(self.packages.sweep)  # after the versions that linked them
 
     def gauges(self) -> dict[str, tuple[str, str, float]]:
         gauges: dict[str, tuple[str, str, float]] = {
