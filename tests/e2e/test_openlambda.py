@@ -141,8 +141,8 @@ def test_redeploying_serves_the_new_code_at_once(worker: WorkerProcess, tmp_path
 def test_secrets_reach_the_handler_and_nothing_else(worker: WorkerProcess, make_function: FunctionFactory) -> None:
     secret = "wl-secret-9f27c1d0e4b3"
     code = make_function("vault", "import os\n\nAT_IMPORT = os.environ.get('API_TOKEN')\n\ndef f(event):\n"
-                                  "    print('called')\n"
-                                  "    return {'matches': os.environ.get('API_TOKEN') == event, 'at_import': AT_IMPORT}\n")
+                                  "    print('called')\n    token = os.environ.get('API_TOKEN')\n"
+                                  "    return {'matches': token == event, 'at_import': AT_IMPORT}\n")
     assert worker.deploy("vault", code).status == 201
     assert worker.run("vault", secret).json() == {"matches": False, "at_import": None}
     answers = [cli(worker, "secrets", "set", "vault", "API_TOKEN", stdin=secret + "\n"),

@@ -102,7 +102,7 @@ def test_cli_reports_bad_settings_in_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip() == "error: port must be 0-65535, got 99999"
     result = run_cli("serve", "--deploy", str(tmp_path), "--data-dir", str(tmp_path))
-    assert result.returncode == 2 and "no f.py or f.c in that folder" in result.stderr
+    assert result.returncode == 2 and "no f.py, ol.yaml or f.c in that folder" in result.stderr
 
 
 def test_cli_reports_a_busy_port(worker: WorkerProcess, tmp_path: Path) -> None:

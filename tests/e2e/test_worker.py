@@ -224,8 +224,11 @@ def test_protocol_errors_and_routes(worker: WorkerProcess) -> None:
         answer = raw.recv(4096)
     assert answer.startswith(b"HTTP/1.1 400 ")
     assert worker.request("GET", "/nowhere").status == 404
-    reply = worker.request("GET", "/run/hello")
-    assert reply.status == 405 and reply.headers["allow"] == "POST"
+    reply = worker.request("POST", "/status")
+    assert reply.status == 405 and reply.headers["allow"] == "GET"
+    reply = worker.request("TRACE", "/run/hello")  # /run takes every method a handler or an app may answer
+    assert reply.status == 405 and reply.headers["allow"] == "DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT"
+    assert worker.request("GET", "/run/hello").error["type"] == "FunctionNotFound"
     assert worker.request("GET", "/status", fresh=True).json()["status"] == "ok"
 
 
