@@ -34,6 +34,9 @@ GUEST_STDLIB = "/usr/local/lib/python3.11"
 # its preopen table once, during Wizer, so the path (and its fd, 4, right
 # after the stdlib's 3) must already be mapped then, to an empty directory.
 GUEST_CODE_DIR = "/function"
+# The guest's in-memory /tmp (shim/wl_tmpfs.c) answers for this preopen (fd 5),
+# an empty read-only directory on the host.
+GUEST_TMP_DIR = "/tmp"
 # Keeps the snapshot small enough for Wasmtime's copy-on-write image (the
 # notes measured 4-6 MiB as the window); Python grows memory as it needs.
 INITIAL_MEMORY = 6 * 1024 * 1024
@@ -42,7 +45,16 @@ STDLIB_EXCLUDES = {
     "ensurepip", "lib2to3", "__pycache__", "venv", "pydoc_data",
 }
 GUEST_MODULES = ("_wl_runtime.py", "wasmlambda_guest.py")
-INPUTS = ("build.py", "shim/wl_shim.c", *(f"guest/{name}" for name in GUEST_MODULES))
+SHIM_SOURCES = ("shim/wl_shim.c", "shim/wl_tmpfs.c")
+INPUTS = ("build.py", *SHIM_SOURCES, *(f"guest/{name}" for name in GUEST_MODULES))
+# The wasi-libc calls wl_tmpfs.c serves for /tmp (passing the rest on to the host).
+TMPFS_WRAPPED = (
+    "fd_prestat_dir_name", "path_open", "fd_read", "fd_pread", "fd_write", "fd_pwrite", "fd_seek", "fd_tell",
+    "fd_close", "fd_sync", "fd_datasync", "fd_advise", "fd_allocate", "fd_fdstat_get", "fd_fdstat_set_flags",
+    "fd_filestat_get", "fd_filestat_set_size", "fd_filestat_set_times", "fd_readdir", "fd_renumber",
+    "path_create_directory", "path_filestat_get", "path_filestat_set_times", "path_link", "path_readlink",
+    "path_remove_directory", "path_rename", "path_symlink", "path_unlink_file",
+)
 # Bump when the steps that build the interpreter itself (sources, zlib,
 # configure, make) change: their output is cached apart from the image,
 # so editing the shim or the guest module relinks in seconds.
@@ -206,7 +218,8 @@ class Builder:
         out = self.work / "python-reactor.wasm"
         self.run("link", [
             "clang-14", "--target=wasm32-wasi", f"--sysroot={self.sysroot}", "-mexec-model=reactor", "-O2",
-            f"-I{python_src / 'Include'}", f"-I{build}", "-o", str(out), str(HERE / "shim" / "wl_shim.c"),
+            f"-I{python_src / 'Include'}", f"-I{build}", "-o", str(out), *(str(HERE / name) for name in SHIM_SOURCES),
+            *(f"-Wl,--wrap=__wasi_{name}" for name in TMPFS_WRAPPED),
             str(build / "libpython3.11.a"),
             str(build / "Modules/_decimal/libmpdec/libmpdec.a"),
             str(build / "Modules/expat/libexpat.a"),
@@ -235,9 +248,12 @@ class Builder:
         out.unlink(missing_ok=True)
         empty_code_dir = self.work / "empty-function"
         empty_code_dir.mkdir(exist_ok=True)
+        empty_tmp_dir = self.work / "empty-tmp"
+        empty_tmp_dir.mkdir(exist_ok=True)
         self.run("wizer", [
             str(self.wizer()), "--allow-wasi", "--init-func", "wizer.initialize", "-r", "_initialize=wl_noop",
             "--mapdir", f"{GUEST_STDLIB}::{stage}", "--mapdir", f"{GUEST_CODE_DIR}::{empty_code_dir}",
+            "--mapdir", f"{GUEST_TMP_DIR}::{empty_tmp_dir}",
             "-o", str(out), str(reactor),
         ], cwd=self.work)
         # Wizer leaves an empty file behind when initialisation fails.

@@ -28,7 +28,7 @@ from wasmtime import _ffi as ffi
 from ..errors import CapacityExceeded, DeadlineExceeded, DeployError, GuestTrap, MemoryLimitExceeded
 from ._call import link_host_calls
 from ._hostcalls import Dispatch
-from ._instance import DEFAULT_ENTRY, GUEST_CODE_DIR, GUEST_STDLIB, TICK_MS, Entry, Instance
+from ._instance import DEFAULT_ENTRY, GUEST_CODE_DIR, GUEST_STDLIB, GUEST_TMP_DIR, TICK_MS, Entry, Instance
 from ._snapshot import Snapshot
 
 # The shadow stack ([0, 512 KiB), linked with --stack-first) is dead between
@@ -69,6 +69,8 @@ class Runtime:
         self._host_calls = link_host_calls(self._linker, host_dispatch)
         self._pre = self._linker.instantiate_pre(self.module)
         self._empty_code_dir = tempfile.TemporaryDirectory(prefix="wasmlambda-empty-")
+        # Stands in for /tmp (fd 5), which the guest serves from its own memory (shim/wl_tmpfs.c).
+        self._empty_tmp_dir = tempfile.TemporaryDirectory(prefix="wasmlambda-empty-tmp-")
         self._stop_ticking = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="wasmlambda-epoch", daemon=True)
         self._ticker.start()
@@ -88,6 +90,7 @@ class Runtime:
         self._stop_ticking.set()
         self._ticker.join()
         self._empty_code_dir.cleanup()
+        self._empty_tmp_dir.cleanup()
 
     def instantiate(self, code_dir: Path | None, memory_limit: int) -> Instance:
         """A fresh instance of the Python runtime's base image."""
@@ -95,6 +98,7 @@ class Runtime:
         # Same order as at Wizer time: wasi-libc's preopen table is in the snapshot.
         wasi.preopen_dir(str(self.image.stdlib), GUEST_STDLIB, False)
         wasi.preopen_dir(str(code_dir or self._empty_code_dir.name), GUEST_CODE_DIR, False)
+        wasi.preopen_dir(self._empty_tmp_dir.name, GUEST_TMP_DIR, False)
         return self._instantiate(self._pre, wasi, memory_limit)
 
     def _instantiate(self, pre: wasmtime.InstancePre, wasi: wasmtime.WasiConfig, memory_limit: int) -> Instance:

@@ -35,6 +35,7 @@ TICK_MS = 10
 # Where the guest sees the stdlib and the function's code; fixed at Wizer time.
 GUEST_STDLIB = "/usr/local/lib/python3.11"
 GUEST_CODE_DIR = "/function"
+GUEST_TMP_DIR = "/tmp"  # in the guest's own memory (runtimes/python/shim/wl_tmpfs.c)
 _WASM_PAGE = 65536
 # Guest exceptions after which the interpreter may be inconsistent (a
 # half-updated heap, a broken internal invariant): the instance is discarded.
