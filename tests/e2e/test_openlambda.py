@@ -158,6 +158,7 @@ def test_secrets_reach_the_handler_and_nothing_else(worker: WorkerProcess, make_
                                                                                 else text.encode())]
     holding = [path for path in worker.data_dir.rglob("*") if path.is_file() and secret.encode() in path.read_bytes()]
     assert holding == [worker.data_dir / "secrets.json"]
+    assert secret not in worker.log_path.read_text()  # nor in the worker's own log
     assert (worker.data_dir / "secrets.json").stat().st_mode & 0o777 == 0o600
     removed = cli(worker, "secrets", "rm", "vault", "API_TOKEN")
     assert removed.returncode == 0, removed.stderr

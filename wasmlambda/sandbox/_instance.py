@@ -137,13 +137,13 @@ class Instance:
         deploy-time step before a snapshot), with its environment set first."""
         request = json.dumps({"path": GUEST_CODE_DIR, "module": entry.module, "handler": "f", "wsgi": entry.wsgi,
                               "env": entry.env, "name": name, "memory_mb": self.memory_limit >> 20}).encode()
-        response = self._call(b"L", request, timeout_ms)
-        if response[:1] != b"0":
-            raise self._failure(json.loads(response[1:].partition(b"\x00")[0]))
+        self._expect_success(self._call(b"L", request, timeout_ms))
 
     def set_environment(self, variables: dict[str, str], timeout_ms: int) -> None:
         """Add to the guest's ``os.environ`` (secrets, after a restore: never in a snapshot)."""
-        response = self._call(b"S", json.dumps(variables).encode(), timeout_ms)
+        self._expect_success(self._call(b"S", json.dumps(variables).encode(), timeout_ms))
+
+    def _expect_success(self, response: bytes) -> None:
         if response[:1] != b"0":
             raise self._failure(json.loads(response[1:].partition(b"\x00")[0]))
 

@@ -190,6 +190,15 @@ static __wasi_errno_t resolve(node *dir, const char *path, node **parent, const 
     return 0;
 }
 
+/* The existing entry `path` names, from `dir`. */
+static __wasi_errno_t find(node *dir, const char *path, node **found) {
+    node *parent;
+    const char *name;
+    size_t length;
+    __wasi_errno_t error = resolve(dir, path, &parent, &name, &length, found);
+    return error ? error : *found == NULL ? __WASI_ERRNO_NOENT : 0;
+}
+
 static __wasi_errno_t reserve(node *n, uint64_t size) {
     if (size > MAX_FILE_BYTES) return __WASI_ERRNO_FBIG;
     if (size <= n->capacity) return 0;
@@ -513,31 +522,21 @@ __wasi_errno_t WRAP(path_create_directory)(__wasi_fd_t fd, const char *path) {
 
 __wasi_errno_t WRAP(path_filestat_get)(__wasi_fd_t fd, __wasi_lookupflags_t flags, const char *path,
                                        __wasi_filestat_t *stat) {
-    node *dir = directory_of(fd);
+    node *dir = directory_of(fd), *found;
     if (dir == NULL) return REAL(path_filestat_get)(fd, flags, path, stat);
-    node *parent, *found;
-    const char *name;
-    size_t length;
-    __wasi_errno_t error = resolve(dir, path, &parent, &name, &length, &found);
-    if (error) return error;
-    if (found == NULL) return __WASI_ERRNO_NOENT;
-    stat_of(found, stat);
-    return 0;
+    __wasi_errno_t error = find(dir, path, &found);
+    if (!error) stat_of(found, stat);
+    return error;
 }
 
 __wasi_errno_t WRAP(path_filestat_set_times)(__wasi_fd_t fd, __wasi_lookupflags_t flags, const char *path,
                                              __wasi_timestamp_t atim, __wasi_timestamp_t mtim,
                                              __wasi_fstflags_t fst_flags) {
-    node *dir = directory_of(fd);
+    node *dir = directory_of(fd), *found;
     if (dir == NULL) return REAL(path_filestat_set_times)(fd, flags, path, atim, mtim, fst_flags);
-    node *parent, *found;
-    const char *name;
-    size_t length;
-    __wasi_errno_t error = resolve(dir, path, &parent, &name, &length, &found);
-    if (error) return error;
-    if (found == NULL) return __WASI_ERRNO_NOENT;
-    set_times(found, atim, mtim, fst_flags);
-    return 0;
+    __wasi_errno_t error = find(dir, path, &found);
+    if (!error) set_times(found, atim, mtim, fst_flags);
+    return error;
 }
 
 __wasi_errno_t WRAP(path_link)(__wasi_fd_t old_fd, __wasi_lookupflags_t flags, const char *old_path,
