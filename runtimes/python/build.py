@@ -44,7 +44,8 @@ STDLIB_EXCLUDES = {
     "test", "tests", "idle_test", "idlelib", "tkinter", "turtledemo",
     "ensurepip", "lib2to3", "__pycache__", "venv", "pydoc_data",
 }
-GUEST_MODULES = ("_wl_runtime.py", "wasmlambda_guest.py")
+# Copied into the guest's standard library (ssl.py replaces CPython's, which needs OpenSSL).
+GUEST_MODULES = ("_wl_runtime.py", "_wl_loop.py", "wasmlambda_guest.py", "ssl.py")
 SHIM_SOURCES = ("shim/wl_shim.c", "shim/wl_tmpfs.c")
 INPUTS = ("build.py", *SHIM_SOURCES, *(f"guest/{name}" for name in GUEST_MODULES))
 # The wasi-libc calls wl_tmpfs.c serves for /tmp (passing the rest on to the host).

@@ -45,9 +45,9 @@ CASES: dict[str, list[tuple[Any, Any]]] = {
 def test_every_example_is_covered() -> None:
     examples = sorted(path.name for path in EXAMPLES.iterdir() if path.is_dir())
     # compute and render: below; mapreduce, pipeline: test_composition; cart: test_sessions;
-    # flask_app, wsgi_echo: test_openlambda
+    # flask_app, wsgi_echo: test_openlambda; sse_clock, csv_export, async_fanout, starlette_app: test_streaming
     assert examples == sorted([*CASES, "compute", "render", "mapreduce", "pipeline", "cart", "flask_app",
-                               "wsgi_echo"])
+                               "wsgi_echo", "sse_clock", "csv_export", "async_fanout", "starlette_app"])
     for example in examples:
         assert (EXAMPLES / example / "README.md").read_text().startswith(f"{example} — ")
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime
 import hmac
 import json
-import re
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -29,6 +28,7 @@ from .. import __version__
 from ..errors import BadRequest, CapacityExceeded, GuestError, NotFound, Unauthorized, WasmLambdaError
 from ..kernel import BILLING_GROUPS, MAX_PAGE_LINES, METHODS, Invocation, Peer, Worker, dollars
 from ._fanout import ask_peers, merge_billing, merge_counters, merge_logs, parse_cursor
+from ._headers import app_head, handler_head
 from ._messages import JSON_TYPE, Request, Response
 
 Handler = Callable[[Request, list[str]], Awaitable[Response]]
@@ -121,7 +121,12 @@ class Api:
         target = f"{request.path}?{request.query}" if request.query else request.path
         head = b"%s %s\r\n%s" % (request.method.encode(), target.encode(),
                                   b"".join(b"%s: %s\r\n" % pair for pair in request.headers))
-        invocation = await self.worker.invoke(name, request.body, head, request.caller_gone)
+        stream = request.stream
+        invocation = await self.worker.invoke(name, request.body, head, request.caller_gone, stream)
+        if stream is not None:
+            if stream.started:  # its head and chunks are out: the server ends it (or cuts it, after a failure)
+                return Response(200, streamed=True, complete=invocation.error is None)
+            stream.refuse()  # a call abandoned at its deadline cannot start one later
         return run_response(invocation, with_logs=_flag(request, "logs"))
 
     async def _logs(self, request: Request, args: list[str]) -> Response:
@@ -310,14 +315,14 @@ def run_response(invocation: Invocation, with_logs: bool = False) -> Response:
     settings = invocation.response_settings
     if settings is not None and settings.get("raw"):  # a WSGI app's own status, headers and bytes
         try:
-            status, extra = _raw_settings(settings)
+            status, extra = app_head(settings)
         except (ValueError, TypeError) as exc:
             return error_response(GuestError(f"the app's response is invalid: {exc}", "ValueError", ""))
         return Response(status, b"" if status in (204, 304) else invocation.result, [*extra, *meta])
     status = 200
     if invocation.response_settings is not None:
         try:
-            status, extra = _handler_settings(invocation.response_settings)
+            status, extra = handler_head(invocation.response_settings)
         except ValueError as exc:
             return error_response(GuestError(f"the handler's response settings are invalid: {exc}", "ValueError",
                                              ""))
@@ -329,54 +334,6 @@ def run_response(invocation: Invocation, with_logs: bool = False) -> Response:
         body = b'{"request_id": "%s", "logs": %s, "result": %s}' % (
             invocation.request_id.encode(), json.dumps(invocation.logs).encode(), body)
     return Response(status, body, [JSON_TYPE, *meta])
-
-
-_TOKEN = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
-_RESERVED = ("content-length", "transfer-encoding", "connection", "server", "x-request-id", "x-wasmlambda-")
-
-
-def _handler_settings(settings: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]]]:
-    """Check what a handler set on context.response: no header injection,
-    no overriding of the worker's own framing and metering headers."""
-    status = settings.get("status") or 200
-    if not isinstance(status, int) or not 200 <= status <= 599:
-        raise ValueError(f"status must be an integer from 200 to 599, got {status!r}")
-    headers: list[tuple[bytes, bytes]] = []
-    for name, value in (settings.get("headers") or {}).items():
-        lowered = str(name).lower()
-        if not _TOKEN.fullmatch(lowered) or lowered.startswith(_RESERVED):
-            raise ValueError(f"header {name!r} cannot be set by a handler")
-        headers.append((lowered.encode(), _header_value(value)))
-    headers += [(b"set-cookie", _header_value(cookie)) for cookie in settings.get("cookies") or []]
-    return status, headers
-
-
-# Framing is the server's: an app's own Content-Length (or chunking) is dropped, not trusted.
-_HOP_BY_HOP = frozenset(("content-length", "transfer-encoding", "connection", "keep-alive", "server"))
-
-
-def _raw_settings(settings: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]]]:
-    """A WSGI app's status and header list, checked as a handler's are."""
-    status = settings.get("status")
-    if not isinstance(status, int) or not 200 <= status <= 599:
-        raise ValueError(f"status must be from 200 to 599, got {status!r}")
-    headers = []
-    for pair in settings.get("headers") or []:
-        name, value = pair
-        lowered = str(name).lower()
-        if lowered in _HOP_BY_HOP:
-            continue
-        if not _TOKEN.fullmatch(lowered) or lowered.startswith(_RESERVED):
-            raise ValueError(f"header {name!r} cannot be set by an app")
-        headers.append((lowered.encode(), _header_value(value)))
-    return status, headers
-
-
-def _header_value(value: object) -> bytes:
-    text = str(value)
-    if any(character in text for character in "\r\n\x00"):
-        raise ValueError(f"header value {text[:40]!r} contains a line break")
-    return text.encode("latin-1", "replace")
 
 
 def error_response(error: WasmLambdaError, logs: str | None = None) -> Response:

@@ -30,7 +30,6 @@ import socket
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from http import HTTPStatus
 from typing import NamedTuple
 
 import h11
@@ -38,13 +37,14 @@ import trio
 
 from ..errors import ConfigError
 from ._api import Api
-from ._messages import Request, Response
+from ._messages import Request, Response, reason_phrase
 from ._parser import FALLBACK, ParsedRequest, ParseError, RequestParser, serialize_response, set_worker_id
+from ._streaming import ChunkedFraming, H11Framing, StreamWriter
 
 READ_SIZE = 65536
 SERVER_HEADER = (b"server", b"wasmlambda")
 _worker_header = (b"x-wasmlambda-worker", b"")  # set by serve()
-_REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
+_identity = [SERVER_HEADER, _worker_header]  # the server's own headers on a streamed response (set by serve())
 
 
 class _Reject(Exception):
@@ -149,8 +149,9 @@ async def serve(api: Api, listeners: list[trio.SocketListener], protocol: str = 
     loop = _fast_loop if protocol == "fast" else _h11_loop
     worker_id = api.worker.id.encode()
     set_worker_id(worker_id)  # the fast path's responses name this process...
-    global _worker_header
+    global _worker_header, _identity
     _worker_header = (b"x-wasmlambda-worker", worker_id)  # ...and so do h11's
+    _identity = [SERVER_HEADER, _worker_header]
     gate = _Gate(limits or ServerLimits())
     async with trio.open_nursery() as nursery:
         for listener in listeners:
@@ -269,10 +270,15 @@ async def _fast_loop(api: Api, stream: trio.SocketStream, gate: _Gate) -> None:
                 return
             assert isinstance(parsed, ParsedRequest)
             path, _, query = parsed.target.decode("ascii").partition("?")
+            writer = StreamWriter(stream, ChunkedFraming(_identity, parsed.keep_alive))
             response = await api.handle(Request(parsed.method.decode("ascii"), path, query, parsed.headers,
-                                                parsed.body, caller_gone))
+                                                parsed.body, caller_gone, writer))
             holding.release(keep=len(parser.buffered))
             deadline = 0.0
+            if response.streamed:
+                if not await writer.finish(response.complete) or not parsed.keep_alive:
+                    return
+                continue
             await stream.send_all(serialize_response(response.status, response.headers, response.body,
                                                      parsed.keep_alive))
             if not parsed.keep_alive:
@@ -338,12 +344,16 @@ async def _h11_loop(api: Api, stream: trio.SocketStream, gate: _Gate, received: 
             deadline = 0.0
             response = await api.handle(request)
             holding.release()
-            if must_close:
-                response.headers.append((b"connection", b"close"))
-            try:
-                await _send(stream, connection, response, head_only=request.method == "HEAD")
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return
+            if response.streamed:
+                if not await request.stream.finish(response.complete) or must_close:
+                    return
+            else:
+                if must_close:
+                    response.headers.append((b"connection", b"close"))
+                try:
+                    await _send(stream, connection, response, head_only=request.method == "HEAD")
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return
             if connection.our_state is not h11.DONE or connection.their_state is not h11.DONE:
                 return
             connection.start_next_cycle()
@@ -399,8 +409,10 @@ async def _receive_request(api: Api, stream: trio.SocketStream, connection: h11.
             # Both framings (RFC 9112 §6.1): h11 read the body as chunked; the
             # connection is closed after the answer, so nothing after it is served.
             smuggled = b"transfer-encoding" in names and b"content-length" in names
+            writer = StreamWriter(stream, H11Framing(connection, _identity),
+                                  head_only=head.method == b"HEAD")
             return Request(head.method.decode("ascii"), path, query, list(head.headers), bytes(body),
-                           partial(_peer_gone, stream.socket)), smuggled
+                           partial(_peer_gone, stream.socket), writer), smuggled
         elif isinstance(event, h11.ConnectionClosed):
             return None
 
@@ -418,7 +430,7 @@ async def _send(stream: trio.SocketStream, connection: h11.Connection, response:
     bodiless = response.status in (204, 304)
     length = [] if bodiless else [(b"content-length", str(len(response.body)).encode())]
     headers = [SERVER_HEADER, _worker_header, *length, *response.headers]
-    head = h11.Response(status_code=response.status, headers=headers, reason=_REASONS.get(response.status, b""))
+    head = h11.Response(status_code=response.status, headers=headers, reason=reason_phrase(response.status))
     data = connection.send(head) or b""
     if response.body and not bodiless and not head_only:
         data += connection.send(h11.Data(data=response.body)) or b""

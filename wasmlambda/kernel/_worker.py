@@ -51,6 +51,7 @@ from ._pool import Pool
 from ._registry import COMPILED, Function, Registry
 from ._scheduler import CallerGone, Scheduler
 from ._secrets import Secrets, check_secret
+from ._streaming import ResponseStream, StreamService
 
 # The scheduler queue deploys wait in (no function can have this name).
 DEPLOYS = "\0deploys"
@@ -95,6 +96,16 @@ class Invocation:
         return self.usage.cold
 
 
+# How a call ended, by its ledger status (a stream's status is 200 until it is cut).
+_OUTCOMES = {499: "client-disconnected", 504: "timeout", 507: "memory-limit"}
+
+
+def _bytes_out(result: bytes | None, response_settings: dict[str, Any] | None) -> int:
+    if response_settings is not None and response_settings.get("streamed"):
+        return int(response_settings.get("bytes", 0))
+    return len(result) if result is not None else 0
+
+
 class Worker:
     @classmethod
     def open(cls, settings: Settings, image: RuntimeImage, log: Callable[[str], None] = print) -> Worker:
@@ -123,7 +134,9 @@ class Worker:
                              "Runtime(..., host_dispatch=services.dispatch)")
         self.services = services
         self._owns_runtime = False  # (set by open: close() closes the runtime too)
-        self.services.add(InvokeService(self))
+        self.invoker = InvokeService(self)
+        self.services.add(self.invoker)
+        self.services.add(StreamService())
         self.log = log
         self.default_limits = Limits(settings.default_timeout_ms, settings.default_memory_mb)
         self.registry = Registry(settings.data_dir)
@@ -229,17 +242,19 @@ class Worker:
     # -- invoking ---------------------------------------------------------
 
     async def invoke(self, name: str, event: bytes, head: bytes = b"",
-                     caller_gone: Callable[[], Awaitable[None]] | None = None) -> Invocation:
+                     caller_gone: Callable[[], Awaitable[None]] | None = None,
+                     stream: ResponseStream | None = None) -> Invocation:
         """A request from outside: queued for a sandbox thread, billed, logged.
 
         ``head`` is the HTTP request head, for the handler's context;
         ``caller_gone()`` returns once the caller has left (a call still
-        queued then never runs)."""
+        queued then never runs); ``stream`` takes the response if the
+        handler streams one (kernel/_streaming.py)."""
         function = await self.function(name)
         limits = function.spec.limits
         arrived = time.perf_counter_ns()
         context = CallContext(name, self.grants.for_function(name), os.urandom(8).hex(), 0, (name,),
-                              arrived + (limits.timeout_ms + 50) * 1_000_000, Bill())
+                              arrived + (limits.timeout_ms + 50) * 1_000_000, Bill(), stream)
         run = _Run(arrived)
         result: bytes | None = None
         error: WasmLambdaError | None = None
@@ -330,12 +345,12 @@ class Worker:
                 run.restored = time.perf_counter_ns()
             caller = self.services.bind(context)  # a nested call's caller, or None
             try:
-                result = instance.invoke(event, timeout_ms or function.spec.limits.timeout_ms, context.request_id,
-                                         head)
-                run.response_settings = instance.response_settings
-                return result
+                return instance.invoke(event, timeout_ms or function.spec.limits.timeout_ms, context.request_id,
+                                       head)
             finally:
+                run.response_settings = instance.response_settings  # (a stream's summary, even if it was cut)
                 self.services.bind(caller)
+                self.invoker.settle(context.request_id)  # what invoke_async started, it awaited or leaves billed
                 run.thread_cpu_ns = time.thread_time_ns() - cpu_start
                 run.finished = time.perf_counter_ns()
                 run.cpu_ns = max(run.thread_cpu_ns - bill.inline_cpu_ns, 0)
@@ -357,7 +372,7 @@ class Worker:
                       run.cold, microseconds(run.arrived, run.begun), microseconds(run.begun, run.restored),
                       microseconds(run.restored, run.finished), microseconds(0, run.cpu_ns),
                       function.spec.limits.memory_mb, run.peak_memory,
-                      run.fuel, len(event), len(result) if result is not None else 0)
+                      run.fuel, len(event), _bytes_out(result, run.response_settings))
         own = cost = None
         if self.ledger is not None and not run.started:
             cost = 0
@@ -606,6 +621,7 @@ class Worker:
                    "formula": f"{record['nested_calls']} call(s) made with wasmlambda_guest.invoke/map"}]
         return {
             **record,
+            "outcome": _OUTCOMES.get(record["status"], "ok" if record["status"] < 400 else "error"),
             "cold": usage.cold,
             "phases_us": {"queue": usage.queue_us, "restore": usage.restore_us, "run": usage.run_us,
                           "cpu": usage.cpu_us, "billed": usage.billed_us},

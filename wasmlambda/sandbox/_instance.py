@@ -22,6 +22,7 @@ import wasmtime
 
 from ..errors import (
     BadRequest,
+    ClientGone,
     DeadlineExceeded,
     DeployError,
     GuestError,
@@ -111,13 +112,17 @@ class Instance:
         logs attached.
         """
         header = b"I%s\x00%d\x00%s\x00" % (request_id.encode(), timeout_ms, head)
+        self.response_settings = None
         response = self._call(header, event, timeout_ms)
         status = response[:1]
         body, _, logs = response[1:].partition(b"\x00")
-        self.response_settings = None
         if status == b"R":
             self.response_settings = json.loads(body)
             body, _, logs = logs.partition(b"\x00")
+        elif status == b"T":  # a streamed response ended: what was sent, and how it ended
+            self.response_settings = summary = json.loads(body)
+            summary["streamed"] = True
+            body = b""
         elif status == b"W":  # a WSGI app's answer: any bytes, their length given
             self.response_settings = settings = json.loads(body)
             length = settings.get("length")
@@ -126,7 +131,15 @@ class Instance:
             settings["raw"] = True
             body, logs = logs[:length], logs[length + 1:]
         text = logs.decode("utf-8", "replace")
-        if status in (b"0", b"R", b"W"):
+        if status == b"T" and self.response_settings is not None:
+            outcome = str(self.response_settings.get("outcome"))
+            if outcome != "complete":
+                error: WasmLambdaError = ClientGone("the client disconnected during the streamed response") \
+                    if outcome == "client-disconnected" else GuestError(f"the stream was cut: {outcome}",
+                                                                        outcome.split(":")[1].strip(), text)
+                error.logs = text
+                raise error
+        if status in (b"0", b"R", b"W", b"T"):
             return body, text
         error = self._failure(json.loads(body))
         error.logs = text

@@ -36,6 +36,7 @@ class CallContext(NamedTuple):
     chain: tuple[str, ...] = ()  # the functions on the call stack, for cycle detection
     deadline_ns: int = 0  # perf_counter_ns by which the outermost call must answer (0: none)
     bill: Any = None  # where nested calls add their cost (the kernel's Bill)
+    stream: Any = None  # where a streamed response goes (the kernel's ResponseStream); HTTP calls only
 
 
 class ServiceFailure(Exception):

@@ -20,7 +20,7 @@ import time
 
 import _wl_host  # the shim's builtin module: the one door to the host
 
-__all__ = ["Context", "KeyValue", "Response", "ServiceError", "context", "invoke", "kv", "log", "map"]
+__all__ = ["Context", "KeyValue", "Response", "ServiceError", "context", "invoke", "invoke_async", "kv", "log", "map"]
 
 
 class Response:
@@ -221,6 +221,27 @@ class KeyValue:
         """Sorted keys starting with ``prefix``."""
         return _service({"service": "kv", "op": "keys", "prefix": prefix, "namespace": namespace})
 
+    # Awaitable forms, for async handlers.  Key-value operations take
+    # microseconds in the host, so each is answered at once.
+
+    async def aget(self, key, namespace=None):
+        return self.get(key, namespace)
+
+    async def aget_json(self, key, default=None, namespace=None):
+        return self.get_json(key, default, namespace)
+
+    async def aput(self, key, value, namespace=None):
+        return self.put(key, value, namespace)
+
+    async def adelete(self, key, namespace=None):
+        return self.delete(key, namespace)
+
+    async def aincr(self, key, amount=1, namespace=None):
+        return self.incr(key, amount, namespace)
+
+    async def akeys(self, prefix="", namespace=None):
+        return self.keys(prefix, namespace)
+
 
 kv = KeyValue()
 
@@ -249,6 +270,21 @@ def invoke(function, event=None):
 
 
 _invoke_heads = {}  # function name -> the start of its byte-lane request
+
+
+async def invoke_async(function, event=None):
+    """``await invoke_async(name, event)``: like :func:`invoke`, but the call runs in
+    another instance while this handler goes on; several awaited together
+    (``asyncio.gather``) run in parallel, like :func:`map`."""
+    import asyncio
+
+    from _wl_loop import GuestLoop
+
+    loop = asyncio.get_running_loop()
+    if not isinstance(loop, GuestLoop):
+        raise RuntimeError("invoke_async needs the sandbox's event loop")
+    ticket = _service({"service": "invoke", "op": "start", "function": function, "event": event})
+    return await loop.host_future(ticket)
 
 
 def map(function, events):  # noqa: A001 (the name users look for)
