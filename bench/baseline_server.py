@@ -1,6 +1,9 @@
 """Baseline for bench/load.py: the hello handler in a plain Trio + h11 server,
 run in the host interpreter with no sandbox, no registry and no scheduler.
 
+For bench/streaming.py, ``GET /stream?chunks=N&size=S`` streams N chunks of S
+bytes, each sent as it is made (what a generator handler does), chunked.
+
 Usage: python bench/baseline_server.py [PORT]   (prints "listening on http://HOST:PORT")
 """
 
@@ -28,6 +31,7 @@ async def serve_connection(stream: trio.SocketStream) -> None:
 async def _serve(stream: trio.SocketStream) -> None:
     connection = h11.Connection(h11.SERVER)
     body = bytearray()
+    target = b""
     while True:
         event = connection.next_event()
         if event is h11.NEED_DATA:
@@ -35,8 +39,19 @@ async def _serve(stream: trio.SocketStream) -> None:
             if not data:
                 return
             connection.receive_data(data)
+        elif isinstance(event, h11.Request):
+            target = event.target
         elif isinstance(event, h11.Data):
             body += event.data
+        elif isinstance(event, h11.EndOfMessage) and target.startswith(b"/stream"):
+            query = dict(pair.split("=") for pair in target.decode().partition("?")[2].split("&") if pair)
+            await stream.send_all(connection.send(h11.Response(status_code=200, headers=[
+                ("content-type", "application/octet-stream")])))
+            for _ in range(int(query.get("chunks", "10"))):
+                await stream.send_all(connection.send(h11.Data(data=b"x" * int(query.get("size", "1024")))))
+            await stream.send_all(connection.send(h11.EndOfMessage()))
+            connection.start_next_cycle()
+            body.clear()
         elif isinstance(event, h11.EndOfMessage):
             result = json.dumps(handler(json.loads(body))).encode()
             headers = [("content-type", "application/json"), ("content-length", str(len(result)))]

@@ -22,6 +22,7 @@ from guest_sdk import build_bytes
 
 from ..conftest import FunctionFactory
 from .conftest import Reply, wait_until
+from .test_streaming import GATED, RawResponse, get
 
 pytestmark = pytest.mark.skipif(shutil.which("haproxy") is None and not Path("/usr/sbin/haproxy").exists(),
                                 reason="HAProxy is not installed (make setup installs it)")
@@ -213,3 +214,15 @@ def test_a_cluster_that_cannot_start_stops_everything_it_started(tmp_path: Path,
     leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout
     assert leftovers == "", leftovers  # no worker or HAProxy of it left running...
     assert redis_servers() <= before  # ...nor its Redis
+
+
+def test_a_stream_passes_the_balancer_as_it_is_produced(cluster: Cluster, make_function: FunctionFactory) -> None:
+    cluster.deploy("gated", make_function("gated", GATED))
+    stream = RawResponse(cluster.port, get("/run/gated"))
+    try:
+        assert stream.status == 200 and stream.headers["transfer-encoding"] == "chunked"
+        assert stream.chunk() == b"first chunk, "  # HAProxy forwards it while the handler still waits
+        assert cluster.request("POST", "/run/gated", b'"go"').json() == "released"
+        assert stream.chunk() == b"second chunk" and stream.chunk() == b""
+    finally:
+        stream.close()

@@ -14,6 +14,7 @@ import pytest
 
 from ..conftest import EXAMPLES, FunctionFactory
 from .conftest import Reply, WorkerProcess, wait_until
+from .test_streaming import GATED, RawResponse, get
 
 
 @pytest.fixture
@@ -147,3 +148,14 @@ def test_a_deploy_that_fails_at_start_stops_the_supervisor(tmp_path: Path, make_
                            "--data-dir", str(tmp_path / "data"), "--deploy", str(broken)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "SyntaxError" in done.stderr and "listening" not in done.stdout
+
+
+def test_a_process_streams(two_processes: WorkerProcess, make_function: FunctionFactory) -> None:
+    assert two_processes.deploy("gated", make_function("gated", GATED)).status == 201
+    stream = RawResponse(two_processes.port, get("/run/gated"))
+    try:
+        assert stream.chunk() == b"first chunk, "
+        assert two_processes.run("gated", "go", fresh=True).json() == "released"  # whichever process answers
+        assert stream.chunk() == b"second chunk" and stream.chunk() == b""
+    finally:
+        stream.close()

@@ -57,7 +57,9 @@ class StreamWriter:
             status, checked = app_head({"status": status, "headers": headers})
         except (ValueError, TypeError) as exc:
             return f"the response head is invalid: {exc}"
-        checked += [(b"x-request-id", request_id.encode()), (b"x-wasmlambda-streamed", b"true")]
+        # (X-Accel-Buffering: an nginx in front passes the chunks on at once; HAProxy does by default.)
+        checked += [(b"x-request-id", request_id.encode()), (b"x-wasmlambda-streamed", b"true"),
+                    (b"x-accel-buffering", b"no")]
         try:
             problem: str | None = trio.from_thread.run(self._start, status, checked, trio_token=self._token)
         except trio.RunFinishedError:
