@@ -123,10 +123,9 @@ class Api:
                                   b"".join(b"%s: %s\r\n" % pair for pair in request.headers))
         stream = request.stream
         invocation = await self.worker.invoke(name, request.body, head, request.caller_gone, stream)
-        if stream is not None:
-            if stream.started:  # its head and chunks are out: the server ends it (or cuts it, after a failure)
-                return Response(200, streamed=True, complete=invocation.error is None)
-            stream.refuse()  # a call abandoned at its deadline cannot start one later
+        if stream is not None and not stream.end_unstarted():
+            # Its head and chunks are out: the server ends it (or cuts it, after a failure or a timeout).
+            return Response(200, streamed=True, complete=invocation.error is None)
         return run_response(invocation, with_logs=_flag(request, "logs"))
 
     async def _logs(self, request: Request, args: list[str]) -> Response:
