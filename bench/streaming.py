@@ -11,7 +11,10 @@ the host interpreter.  Measured with a raw-socket client, same machine:
 * chunks/s and MB/s over a long stream (``--chunks`` of ``--size`` bytes),
   best of 3, with the server's CPU seconds per MB (/proc: Linux only);
 * the warm round trip (``http.client`` keep-alive) of ``hello`` against
-  ``ahello``: what running the handler on the guest's event loop costs.
+  ``ahello``: what running the handler on the guest's event loop costs;
+* ``fan``, an async handler awaiting three ``invoke_async`` calls of
+  ``nap`` (a 100 ms function) with ``asyncio.gather``: its round trip
+  against one call of ``nap``.
 
 Usage: python bench/streaming.py [--ttfb-requests 500] [--chunks 20000] [--size 1024]
 """
@@ -44,6 +47,10 @@ def f(event):
 """
 HELLO = "def f(event):\n    return {'hello': (event or {}).get('name', 'world')}\n"
 AHELLO = "async def f(event):\n    return {'hello': (event or {}).get('name', 'world')}\n"
+NAP = "import time\n\ndef f(event):\n    time.sleep(0.1)\n    return event\n"
+FAN = ("import asyncio\nfrom wasmlambda_guest import invoke_async\n\n"
+       "async def f(event):\n    return await asyncio.gather(*(invoke_async('nap', i) for i in range(3)))\n")
+FUNCTIONS = {"stream": STREAM, "hello": HELLO, "ahello": AHELLO, "nap": NAP, "fan": FAN}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -113,15 +120,16 @@ def measure_stream(port: int, pid: int, path: str, args: argparse.Namespace) -> 
             "chunks_per_s": args.chunks / best, "mb_per_s": megabytes / best, "cpu_s_per_mb": cpu / megabytes}
 
 
-def round_trip(port: int, path: str, requests: int) -> tuple[float, float]:
+def round_trip(port: int, path: str, requests: int, warmup: int = 100) -> tuple[float, float]:
     connection = http.client.HTTPConnection("127.0.0.1", port)
     latencies = []
-    for index in range(requests + 100):
+    for index in range(requests + warmup):
         started = time.perf_counter()
         connection.request("POST", path, body=b'{"name": "bench"}')
         response = connection.getresponse()
         response.read()
-        if index >= 100:
+        assert response.status == 200, response.status
+        if index >= warmup:
             latencies.append(time.perf_counter() - started)
     connection.close()
     return percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000
@@ -136,12 +144,11 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="wasmlambda-bench-stream-") as scratch:
         root = Path(scratch)
-        for name, source in (("stream", STREAM), ("hello", HELLO), ("ahello", AHELLO)):
+        for name, source in FUNCTIONS.items():
             (root / name).mkdir()
             (root / name / "f.py").write_text(source)
         worker, worker_port = start_server([sys.executable, "-m", "wasmlambda", "serve", "--port", "0", "--data-dir",
-                                            str(root / "data"), "--deploy", *(str(root / name) for name in
-                                                                                ("stream", "hello", "ahello"))])
+                                            str(root / "data"), "--deploy", *(str(root / name) for name in FUNCTIONS)])
         baseline, baseline_port = start_server([sys.executable, str(REPO / "bench" / "baseline_server.py")])
         try:
             rows = {
@@ -150,6 +157,8 @@ def main() -> None:
             }
             sync = round_trip(worker_port, "/run/hello", args.requests)
             asynchronous = round_trip(worker_port, "/run/ahello", args.requests)
+            one_nap = round_trip(worker_port, "/run/nap", 20, warmup=3)
+            three_naps = round_trip(worker_port, "/run/fan", 20, warmup=3)
         finally:
             stop_server(worker)
             stop_server(baseline)
@@ -167,6 +176,8 @@ def main() -> None:
     print(f"\nwarm round trip, http.client keep-alive, {args.requests} requests: sync hello p50 {sync[0]:.3f} ms "
           f"p99 {sync[1]:.3f} ms; async hello p50 {asynchronous[0]:.3f} ms p99 {asynchronous[1]:.3f} ms "
           f"(+{asynchronous[0] - sync[0]:.3f} ms at p50)")
+    print(f"\ninvoke_async: one call of a 100 ms function p50 {one_nap[0]:.1f} ms; three awaited together "
+          f"(asyncio.gather) p50 {three_naps[0]:.1f} ms, p99 {three_naps[1]:.1f} ms (20 calls each)")
 
 
 if __name__ == "__main__":
