@@ -3,22 +3,31 @@
 Starts three ``wasmlambda serve`` workers with hello and hello_c deployed (the
 fast path; the fast path without busy-waiting, ``spin_us = 0``; and the
 reference path: ``--http h11`` with ``WASMLAMBDA_NO_EXTENSIONS=1``) and
-bench/baseline_server.py,
-then drives each with keep-alive connections from a single-threaded
-selectors client, recording every request's latency.  Prints a markdown
-table: requests/s, p50, p99, and the worker/baseline ratio.
+bench/baseline_server.py (the same handler in plain Trio + h11, no sandbox),
+then drives each, in the same run, with three clients over keep-alive
+connections:
 
-With wrk installed (Debian package ``wrk``), the 16-connection runs are
-repeated with wrk, a C client that takes less CPU from the servers.
+* ``raw``: a single-threaded selectors client on raw sockets (light: it
+  flatters servers that busy-wait);
+* ``http.client``: the standard library's client (what ``requests`` and
+  urllib3 use underneath), one thread per connection;
+* ``wrk`` (Debian package ``wrk``), a C client, one thread.
 
-Usage: python bench/load.py [--requests N] [--concurrency 1 16] [--wrk-seconds 5] [--json OUT]
-Client and servers share this machine's cores, so absolute numbers are a
-floor; the ratios are what to compare.
+For every row: requests/s, p50, p99, and the **server's CPU µs per request**
+(utime + stime of the server process and all its threads, from /proc,
+over the measured requests only), with ratios against the baseline.  With
+``--pin``, the client runs on core 0 and the servers on the others
+(``taskset``): steadier figures, as a client on another machine would see.
+
+Usage: python bench/load.py [--requests N] [--concurrency 1 16] [--wrk-seconds 5] [--pin] [--json OUT]
+Client and servers share this machine's cores unless pinned, so absolute
+numbers are a floor; the ratios are what to compare.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import platform
@@ -31,6 +40,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -38,6 +48,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 # The workers' admin token (deploying through /registry needs it).
 ADMIN_TOKEN = secrets.token_urlsafe(24)
+BASELINE = "native: trio + h11, no sandbox"
 ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 BODY = b'{"name": "alice"}'
 EXPECTED = b'{"hello": "alice"}'
@@ -81,6 +92,41 @@ class Connection:
         self.sent_at = 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def http_client_load(port: int, path: str, concurrency: int, requests: int) -> list[int]:
+    """The same requests from http.client, one thread per keep-alive connection."""
+    per_thread = -(-requests // concurrency)
+    latencies: list[int] = []
+    lock = threading.Lock()
+
+    def client() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port)
+        mine = []
+        for _ in range(per_thread):
+            started = time.perf_counter_ns()
+            connection.request("POST", path, body=BODY, headers={"Content-Type": "application/json"})
+            response = connection.getresponse()
+            body = response.read()
+            mine.append(time.perf_counter_ns() - started)
+            if response.status != 200 or body != EXPECTED:
+                raise RuntimeError(f"unexpected response: {response.status} {body[:200]!r}")
+        connection.close()
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=client) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return latencies
+
+
 def run_load(port: int, path: str, concurrency: int, requests: int) -> list[int]:
     """Send ``requests`` requests over ``concurrency`` connections; return latencies in ns."""
     selector = selectors.DefaultSelector()
@@ -115,24 +161,34 @@ def run_load(port: int, path: str, concurrency: int, requests: int) -> list[int]
     return latencies
 
 
-def measure(port: int, path: str, concurrency: int, requests: int) -> dict[str, float]:
-    run_load(port, path, concurrency, min(2000, requests))  # warm up: instances, caches, connections
+def measure(port: int, path: str, concurrency: int, requests: int, pid: int = 0,
+            load: Any = run_load) -> dict[str, float]:
+    load(port, path, concurrency, min(2000, requests))  # warm up: instances, caches, connections
+    cpu_before = cpu_seconds(pid) if pid else 0.0
     started = time.perf_counter()
-    latencies = sorted(run_load(port, path, concurrency, requests))
+    latencies = sorted(load(port, path, concurrency, requests))
     elapsed = time.perf_counter() - started
-    return {
+    figures = {
         "requests_per_s": len(latencies) / elapsed,
         "p50_us": latencies[len(latencies) // 2] / 1000,
         "p99_us": latencies[int(len(latencies) * 0.99)] / 1000,
         "mean_us": statistics.fmean(latencies) / 1000,
     }
+    if pid:
+        figures["cpu_us_per_request"] = (cpu_seconds(pid) - cpu_before) / len(latencies) * 1e6
+    return figures
 
 
-def wrk_measure(port: int, path: str, connections: int, seconds: int) -> dict[str, float]:
+def wrk_measure(port: int, path: str, connections: int, seconds: int, pid: int = 0,
+                client_cpus: str = "") -> dict[str, float]:
     """The same load from wrk (C, one thread): less client CPU taken from the servers."""
     command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(REPO / "bench" / "post.lua"),
                f"http://127.0.0.1:{port}{path}"]
+    if client_cpus:
+        command = ["taskset", "-c", client_cpus, *command]
+    cpu_before = cpu_seconds(pid) if pid else 0.0
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    cpu = cpu_seconds(pid) - cpu_before if pid else 0.0
     if "Non-2xx" in output:
         raise RuntimeError(f"wrk saw errors:\n{output}")
     units = {"us": 1.0, "ms": 1000.0, "s": 1e6}
@@ -143,8 +199,12 @@ def wrk_measure(port: int, path: str, connections: int, seconds: int) -> dict[st
         return float(value.group(1)) * units[value.group(2)]
 
     rate = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.M)
-    assert rate is not None, output
-    return {"requests_per_s": float(rate.group(1)), "p50_us": latency("50%"), "p99_us": latency("99%")}
+    total = re.search(r"^\s+(\d+) requests in", output, re.M)
+    assert rate is not None and total is not None, output
+    figures = {"requests_per_s": float(rate.group(1)), "p50_us": latency("50%"), "p99_us": latency("99%")}
+    if pid:
+        figures["cpu_us_per_request"] = cpu / int(total.group(1)) * 1e6
+    return figures
 
 
 def main() -> int:
@@ -153,12 +213,21 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
     parser.add_argument("--wrk-seconds", type=int, default=5, help="duration of each wrk run (0: skip wrk)")
+    parser.add_argument("--pin", action="store_true", help="client on core 0, servers on the other cores")
+    parser.add_argument("--clients", nargs="+", default=["raw", "http.client", "wrk"],
+                        choices=["raw", "http.client", "wrk"])
     args = parser.parse_args()
+    cores = os.cpu_count() or 1
+    server_cpus = f"1-{cores - 1}" if args.pin and cores > 1 else ""
+    client_cpus = "0" if server_cpus else ""
+    if client_cpus:
+        os.sched_setaffinity(0, {0})
+    pinned = ["taskset", "-c", server_cpus] if server_cpus else []
 
     with tempfile.TemporaryDirectory(prefix="wasmlambda-bench-") as data_dir:
         def worker(name: str, *flags: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], int]:
             return start_server([
-                sys.executable, "-m", "wasmlambda", "serve", "--port", "0", "--data-dir", f"{data_dir}/{name}",
+                *pinned, sys.executable, "-m", "wasmlambda", "serve", "--port", "0", "--data-dir", f"{data_dir}/{name}",
                 "--deploy", str(REPO / "examples" / "hello"), str(REPO / "examples" / "hello_c"), *flags,
             ], env)
 
@@ -167,39 +236,45 @@ def main() -> int:
         no_spin, no_spin_port = worker("no-spin", env={"WASMLAMBDA_SPIN_US": "0"})
         # The reference path: h11 for HTTP, wasmtime-py's Func.__call__ for the guest call.
         slow, slow_port = worker("slow", "--http", "h11", env={"WASMLAMBDA_NO_EXTENSIONS": "1"})
-        baseline, baseline_port = start_server([sys.executable, str(REPO / "bench" / "baseline_server.py")])
+        baseline, baseline_port = start_server([*pinned, sys.executable, str(REPO / "bench" / "baseline_server.py")])
         results = []
         targets = (
-            ("baseline: trio + h11, no sandbox", baseline_port, "/run/hello"),
-            ("wasmlambda h11 + wasmtime-py, hello", slow_port, "/run/hello"),
-            ("wasmlambda fast path, hello", fast_port, "/run/hello"),
-            ("wasmlambda fast path, spin_us=0, hello", no_spin_port, "/run/hello"),
-            ("wasmlambda fast path, hello_c", fast_port, "/run/hello_c"),
+            (BASELINE, baseline, baseline_port, "/run/hello"),
+            ("wasmlambda h11 + wasmtime-py, hello", slow, slow_port, "/run/hello"),
+            ("wasmlambda fast path, hello", fast, fast_port, "/run/hello"),
+            ("wasmlambda fast path, spin_us=0, hello", no_spin, no_spin_port, "/run/hello"),
+            ("wasmlambda fast path, hello_c", fast, fast_port, "/run/hello_c"),
         )
-        use_wrk = args.wrk_seconds > 0 and shutil.which("wrk") is not None
+        loads = {"raw": run_load, "http.client": http_client_load}
         try:
-            for concurrency in args.concurrency:
-                for name, port, path in targets:
-                    figures = measure(port, path, concurrency, args.requests)
-                    results.append({"server": name, "client": "python", "concurrency": concurrency, **figures})
-            if use_wrk:
-                for name, port, path in targets:
-                    figures = wrk_measure(port, path, 16, args.wrk_seconds)
+            for client in (name for name in args.clients if name in loads):
+                for concurrency in args.concurrency:
+                    for name, process, port, path in targets:
+                        figures = measure(port, path, concurrency, args.requests, process.pid, loads[client])
+                        results.append({"server": name, "client": client, "concurrency": concurrency, **figures})
+            if "wrk" in args.clients and args.wrk_seconds > 0 and shutil.which("wrk") is not None:
+                for name, process, port, path in targets:
+                    figures = wrk_measure(port, path, 16, args.wrk_seconds, process.pid, client_cpus)
                     results.append({"server": name, "client": "wrk", "concurrency": 16, **figures})
         finally:
             for process in (fast, no_spin, slow, baseline):
                 stop_server(process)
 
-    print(f"POST /run/hello and /run/hello_c, {args.requests} requests per row, keep-alive, loopback; "
-          f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, Python {platform.python_version()}\n")
-    print("| client | server | connections | req/s | p50 µs | p99 µs | req/s vs h11 + wasmtime-py |")
-    print("|---|---|---|---|---|---|---|")
+    placement = (f"client pinned to core {client_cpus}, servers to cores {server_cpus}" if server_cpus
+                 else "client and servers sharing all cores")
+    print(f"POST /run/hello and /run/hello_c, {args.requests} requests per row (wrk: {args.wrk_seconds} s), "
+          f"keep-alive, loopback; {cores} cores, {platform.processor() or platform.machine()}, "
+          f"Python {platform.python_version()}; {placement}\n")
+    print("| client | server | connections | req/s | p50 µs | p99 µs | server CPU µs/req | "
+          "req/s, p50, CPU vs native |")
+    print("|---|---|---|---|---|---|---|---|")
     for row in results:
-        reference = next(r for r in results if (r["client"], r["concurrency"]) == (row["client"], row["concurrency"])
-                         and r["server"].startswith("wasmlambda h11"))
+        native = next(r for r in results if (r["client"], r["concurrency"]) == (row["client"], row["concurrency"])
+                      and r["server"] == BASELINE)
         print(f"| {row['client']} | {row['server']} | {row['concurrency']} | {row['requests_per_s']:,.0f} "
-              f"| {row['p50_us']:.0f} | {row['p99_us']:.0f} "
-              f"| {row['requests_per_s'] / reference['requests_per_s']:.2f}x |")
+              f"| {row['p50_us']:.0f} | {row['p99_us']:.0f} | {row['cpu_us_per_request']:.0f} "
+              f"| {row['requests_per_s'] / native['requests_per_s']:.2f}, {row['p50_us'] / native['p50_us']:.2f}, "
+              f"{row['cpu_us_per_request'] / native['cpu_us_per_request']:.2f} |")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

@@ -63,6 +63,14 @@ T = TypeVar("T")
 # (an idle sandbox thread spins spin_us): its watch ends with the call, or
 # once anything is ready on the loop.
 LOOP_SPIN_FACTOR = 4
+# Spinning must pay for itself: it burns the CPU a sleep would leave to a
+# client or a neighbour, to save a wake-up (~50 µs of CPU and latency on a
+# VM).  So each side spins only while the wait it spins for has lately been
+# shorter than that (a running average of the waits it saw, spinning or
+# not), and for at most twice that: an http.client caller, whose next
+# request comes ~200 µs after the answer, gets no spinning at all.
+SPIN_PAYS_NS = 50_000
+_AVERAGE_SHIFT = 3  # running averages move an eighth of the way to each new sample
 
 
 def _count_down(counts: collections.Counter[str], key: str) -> None:
@@ -143,6 +151,10 @@ class Scheduler:
         # The loop's watch: Trio's epoll descriptor and how long it may last, set by _start.
         self._loop_fd = -1
         self._loop_spin_ns = self._spin_ns
+        # Running averages, for whether spinning pays: how long an idle thread
+        # waited for its next job, and how long a job ran.
+        self._idle_wait_ns = 0
+        self._call_ns = 0
 
     @property
     def waiting(self) -> int:
@@ -169,7 +181,8 @@ class Scheduler:
             # Spin only while this is the one call in flight: under load the
             # loop has other connections to serve, and one wake-up collects
             # many results anyway.
-            finished = job.completion.spin(self._loop_spin_ns if self.running == 1 else 0, self._loop_fd)
+            finished = job.completion.spin(
+                self._loop_spin_ns if self.running == 1 and self._call_ns < SPIN_PAYS_NS else 0, self._loop_fd)
             if finished or not job.completion.park():
                 assert job.result is not None  # finished while we spun: no wake-up to wait for
                 return job.result.unwrap()
@@ -279,7 +292,8 @@ class Scheduler:
             self._reaper_token = token
             self._loop_fd = _loop_epoll_fd()
             # Without the descriptor nothing would end a longer watch early.
-            self._loop_spin_ns = self._spin_ns * (LOOP_SPIN_FACTOR if self._loop_fd >= 0 else 1)
+            self._loop_spin_ns = min(self._spin_ns * (LOOP_SPIN_FACTOR if self._loop_fd >= 0 else 1),
+                                     2 * SPIN_PAYS_NS)
         while len(self._workers) < min(self.threads, self.running + 1):
             thread = threading.Thread(target=self._work, name=f"wasmlambda-sandbox-{len(self._workers)}",
                                       daemon=True)
@@ -295,7 +309,10 @@ class Scheduler:
             else:
                 with self._claim:
                     self.busy_threads += 1
+                started = time.perf_counter_ns()
                 job.result = outcome.capture(job.function)
+                took = time.perf_counter_ns() - started
+                self._call_ns += (took - self._call_ns) >> _AVERAGE_SHIFT  # (a race between threads only blurs it)
                 with self._claim:
                     self.busy_threads -= 1
                     self._ended(job.key)
@@ -306,26 +323,34 @@ class Scheduler:
                     os.write(self._wake_write, b"\0")
 
     def _next_job(self) -> _Job[Any] | None:
-        """The next job (None: close); one idle thread at a time spins for it a while before sleeping."""
+        """The next job (None: close); one idle thread at a time spins for it a while
+        before sleeping, if jobs have lately come that soon (SPIN_PAYS_NS)."""
+        idle_from = time.perf_counter_ns()
         while True:
             with self._claim:
                 job = self._take()
                 if job is not None or self._closing:
+                    self._waited(idle_from)
                     return job
                 seen = self._doorbell.rings
-            if self._spinner_idle:
+            if self._spinner_idle and self._idle_wait_ns < SPIN_PAYS_NS:
                 self._spinner_idle = False
-                rung = self._doorbell.wait(seen, self._spin_ns)
+                rung = self._doorbell.wait(seen, min(self._spin_ns, 2 * SPIN_PAYS_NS))
                 self._spinner_idle = True
                 if rung:
                     continue
             with self._claim:
                 job = self._take()
                 if job is not None or self._closing:
+                    self._waited(idle_from)
                     return job
                 self._sleeping += 1
                 self._job_ready.wait()  # woken by _enqueue, _ended or close
                 self._sleeping -= 1
+
+    def _waited(self, idle_from: int) -> None:
+        waited = time.perf_counter_ns() - idle_from
+        self._idle_wait_ns += (waited - self._idle_wait_ns) >> _AVERAGE_SHIFT
 
     async def _reap(self) -> None:
         while True:
