@@ -87,6 +87,11 @@ def _parser() -> argparse.ArgumentParser:
     build.set_defaults(run=_runtime_build)
     info = runtime_commands.add_parser("info", help="show where the runtime is and whether it is built")
     info.set_defaults(run=_runtime_info)
+    pack = runtime_commands.add_parser("pack", help="package the built runtime as a py3-none-any wheel",
+                                       description="Write wasmlambda_runtime_python-<version>+<hash>-py3-none-any.whl"
+                                                   " (the built runtime, for any OS) into a folder.")
+    pack.add_argument("-o", "--output", type=Path, default=Path("dist"), help="the folder (default: dist)")
+    pack.set_defaults(run=_runtime_pack)
     add_remote_commands(commands)
     add_cluster_commands(commands)
     return parser
@@ -196,13 +201,40 @@ def _runtime_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _runtime_info(args: argparse.Namespace) -> int:
+def _runtime_pack(args: argparse.Namespace) -> int:
+    from . import _runtime_wheel
+
     settings = _settings(args)
     script = _guest_runtime.build_script()
-    directory = script.runtime_dir(settings.cache_dir)
-    info: dict[str, Any] = {"key": script.input_key(), "directory": str(directory),
-                            "built": script.is_built(settings.cache_dir)}
-    if info["built"]:
-        info.update(json.loads((directory / "build-info.json").read_text()))
+    if not script.is_built(settings.cache_dir):
+        raise ConfigError("the runtime is not built here: run `wasmlambda runtime build` first")
+    log(f"packing runtime {script.input_key()} ...")
+    wheel = _runtime_wheel.pack(script.runtime_dir(settings.cache_dir), script.input_key(), args.output)
+    print(f"{wheel} ({wheel.stat().st_size >> 20} MB)")
+    return 0
+
+
+def _runtime_info(args: argparse.Namespace) -> int:
+    from . import _fastpath, _runtime_wheel
+
+    settings = _settings(args)
+    info: dict[str, Any] = {}
+    if _guest_runtime.BUILD_SCRIPT.exists():  # a source checkout: the runtime it builds
+        script = _guest_runtime.build_script()
+        directory = script.runtime_dir(settings.cache_dir)
+        info.update({"key": script.input_key(), "directory": str(directory),
+                     "built": script.is_built(settings.cache_dir)})
+        if info["built"]:
+            info.update(json.loads((directory / "build-info.json").read_text()))
+    wheel = _runtime_wheel.installed()
+    info["wheel"] = {"directory": str(wheel[0]), "key": wheel[1]} if wheel else None
+    try:
+        info["in_use"] = str(_guest_runtime.locate(settings.cache_dir))
+    except WasmLambdaError as exc:
+        info["in_use"] = None
+        info["missing"] = str(exc)
+    # Which hot paths are compiled here (C extensions) and which use their pure-Python twins.
+    info["extensions"] = {name: "compiled" if _fastpath.active(name) else "pure Python"
+                          for name in _fastpath.NAMES}
     print(json.dumps(info, indent=2))
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import sys
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,7 +27,18 @@ MAX_SPIN_US = 10_000
 
 
 def _xdg(variable: str, fallback: str) -> Path:
-    return Path(os.environ.get(variable) or Path.home() / fallback) / "wasmlambda"
+    """The per-user folder for data (XDG_DATA_HOME) or caches (XDG_CACHE_HOME), in
+    each OS's own place when the XDG variable is not set: ~/Library on macOS,
+    %LOCALAPPDATA% on Windows."""
+    if os.environ.get(variable):
+        return Path(os.environ[variable]) / "wasmlambda"
+    cache = variable == "XDG_CACHE_HOME"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / ("Caches" if cache else "Application Support") / "wasmlambda"
+    if sys.platform == "win32":
+        local = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+        return local / "wasmlambda" / ("Cache" if cache else "Data")
+    return Path.home() / fallback / "wasmlambda"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 from types import ModuleType
 
 _HERE = Path(__file__).parent
+NAMES = ("_call", "_delta", "_handoff", "_meter", "_parser")
 
 
 def extensions_disabled() -> bool:
@@ -24,7 +25,12 @@ def is_built(name: str) -> bool:
     return any(_HERE.glob(f"{name}.*.so")) or any(_HERE.glob(f"{name}.*.pyd"))
 
 
+def active(name: str) -> bool:
+    """Whether the compiled twin of ``name`` is the one in use."""
+    return not extensions_disabled() and is_built(name)
+
+
 def pick(name: str, pure: ModuleType) -> ModuleType:
-    if extensions_disabled() or not is_built(name):
+    if not active(name):
         return pure
     return importlib.import_module(f"{__name__}.{name}")
