@@ -37,6 +37,7 @@ from pathlib import Path
 
 import trio
 
+from . import _platform
 from ._children import listening_port
 from .config import Settings
 from .errors import ConfigError
@@ -56,10 +57,10 @@ def process_count(settings: Settings) -> int:
 
 def supervise(settings: Settings, deploy_dirs: list[Path], log: Callable[[str], None]) -> int:
     count = process_count(settings)
-    if sys.platform == "win32":
-        raise ConfigError("--processes above 1 is not supported on Windows (no SO_REUSEPORT or socket "
+    if not _platform.REUSE_PORT and not _platform.INHERIT_SOCKETS:
+        raise ConfigError("--processes above 1 is not supported on this OS (no SO_REUSEPORT or socket "
                           "inheritance): run one worker per port behind a balancer (wasmlambda cluster config)")
-    reuse_port = sys.platform == "linux"
+    reuse_port = _platform.REUSE_PORT
     try:
         if reuse_port:
             holder = shared_port_socket(settings.host, settings.port, listen=False)

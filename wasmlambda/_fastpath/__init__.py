@@ -18,7 +18,8 @@ NAMES = ("_call", "_delta", "_handoff", "_meter", "_parser")
 
 
 def extensions_disabled() -> bool:
-    return os.environ.get("WASMLAMBDA_NO_EXTENSIONS") == "1"
+    # (WASMLAMBDA_PORTABLE=1, see wasmlambda/_platform.py, takes the pure twins too.)
+    return os.environ.get("WASMLAMBDA_NO_EXTENSIONS") == "1" or os.environ.get("WASMLAMBDA_PORTABLE") == "1"
 
 
 def is_built(name: str) -> bool:

@@ -6,12 +6,13 @@ Layout under the data dir::
     store/<name>-<ns>/manifest.json     name, version, spec, deploy time
     store/<name>-<ns>/snapshot.bin      the memory delta over the runtime image (Python)
     store/<name>-<ns>/module.cwasm      compiled machine code (native functions)
-    functions/<name> -> ../store/<name>-<ns>
+    functions/<name> -> ../store/<name>-<ns>   a symlink (a pointer file where there are none)
 
 A deployment is staged in ``store/.staging-*``, fsynced, renamed into place,
-and published by atomically replacing the ``functions/<name>`` symlink, so a
-crash at any point leaves either the old version or the new one, never a
-mix.
+and published by atomically replacing the ``functions/<name>`` link (a
+symlink on POSIX; elsewhere a small file naming the store entry, replaced
+the same way: see _platform.SYMLINKS), so a crash at any point leaves
+either the old version or the new one, never a mix.  Both kinds are read.
 
 Several processes may share one data dir (``serve --processes N``): each
 keeps its own index and ``refresh`` brings it up to date with the links on
@@ -23,6 +24,7 @@ unreferenced store entries are swept only once they are older than
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -33,6 +35,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from .. import _platform
 from ..errors import FunctionNotFound
 from ..sandbox import Entry, NativeProgram, Snapshot, SnapshotFormatError
 from ._manifest import FunctionSpec
@@ -127,7 +130,10 @@ class Registry:
         """Make ``function`` the live version; returns the version it replaced."""
         link = self.links / function.name
         temporary = self.links / f".{function.name}.{uuid.uuid4().hex}"
-        temporary.symlink_to(Path("..") / "store" / function.directory.name)
+        if _platform.SYMLINKS:
+            temporary.symlink_to(Path("..") / "store" / function.directory.name)
+        else:
+            _write_durably(temporary, f"{POINTER_PREFIX}{function.directory.name}\n".encode())
         os.replace(temporary, link)
         _fsync_dir(self.links)
         previous = self._functions.get(function.name)
@@ -161,7 +167,11 @@ class Registry:
         for link in self.links.iterdir():  # publishes interrupted before their rename
             if link.name.startswith(".") and link.lstat().st_mtime < cutoff:
                 link.unlink(missing_ok=True)
-        referenced = {Path(os.readlink(link)).name for link in self.links.iterdir() if link.is_symlink()}
+        referenced = set()
+        for link in self.links.iterdir():
+            if not link.name.startswith("."):
+                with contextlib.suppress(OSError, ValueError):
+                    referenced.add(_target(link))
         for entry in self.store.iterdir():
             try:
                 stale = entry.name not in referenced and entry.stat().st_mtime < cutoff
@@ -182,9 +192,9 @@ class Registry:
             linked.add(link.name)
             known = self._functions.get(link.name)
             try:
-                if known is not None and known.directory.name == Path(os.readlink(link)).name:
+                if known is not None and known.directory.name == _target(link):
                     continue
-                function = _read_function(link, warn)
+                function = _read_function(link, self.store / _target(link), warn)
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 warn(f"skipping function {link.name!r}: cannot read {link}: {exc}")
                 continue
@@ -210,8 +220,20 @@ class Registry:
         self.sweep()
 
 
-def _read_function(link: Path, warn: Callable[[str], None]) -> Function:
-    directory = link.resolve(strict=True)
+POINTER_PREFIX = "store/"
+
+
+def _target(link: Path) -> str:
+    """The store entry a link names: a symlink's target, or a pointer file's contents."""
+    if link.is_symlink():
+        return Path(os.readlink(link)).name
+    text = link.read_text().strip()
+    if not text.startswith(POINTER_PREFIX) or "/" in text[len(POINTER_PREFIX):] or text.endswith("."):
+        raise ValueError(f"not a pointer to a store entry: {text[:80]!r}")
+    return text[len(POINTER_PREFIX):]
+
+
+def _read_function(link: Path, directory: Path, warn: Callable[[str], None]) -> Function:
     manifest = json.loads((directory / MANIFEST).read_text())
     name = check_name(manifest["name"])
     if name != link.name:
@@ -236,6 +258,8 @@ def _write_durably(path: Path, data: bytes) -> None:
 
 
 def _fsync_dir(path: Path) -> None:
+    if not _platform.FSYNC_DIRECTORIES:  # (Windows cannot open a folder to fsync it)
+        return
     descriptor = os.open(path, os.O_RDONLY)
     try:
         os.fsync(descriptor)

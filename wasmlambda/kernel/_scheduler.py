@@ -41,7 +41,8 @@ takes the GIL from the sandbox thread between two of its host calls.
 from __future__ import annotations
 
 import collections
-import os
+import contextlib
+import socket
 import threading
 import time
 import traceback
@@ -51,7 +52,7 @@ from typing import Any, Generic, TypeVar
 import outcome
 import trio
 
-from .. import _fastpath
+from .. import _fastpath, _platform
 from ..errors import CapacityExceeded, DeadlineExceeded
 from . import _handoff_py
 
@@ -84,7 +85,10 @@ def _count_down(counts: collections.Counter[str], key: str) -> None:
 def _loop_epoll_fd() -> int:
     """Trio's epoll descriptor (readable when the loop has I/O to serve), or -1.
 
-    Trio has no public accessor; without it the loop spins only ``spin_us``."""
+    Trio has no public accessor; without it the loop spins only ``spin_us``.
+    Linux only (_platform.EPOLL_WATCH): elsewhere Trio waits on kqueue or IOCP."""
+    if not _platform.EPOLL_WATCH:
+        return -1
     try:
         fd = trio._core._run.GLOBAL_RUN_CONTEXT.runner.io_manager._epoll.fileno()
     except AttributeError:
@@ -137,8 +141,9 @@ class Scheduler:
         self._turns: collections.deque[str] = collections.deque()  # keys that may start a job, in turn
         self._closing = False
         self._done: collections.deque[_Job[Any]] = collections.deque()
-        self._wake_read, self._wake_write = os.pipe()
-        os.set_blocking(self._wake_read, False)
+        # A socket pair, not a pipe: Trio can wait on a socket on every OS.
+        self._wake_read, self._wake_write = socket.socketpair()
+        self._wake_read.setblocking(False)
         self._workers: list[threading.Thread] = []
         # Set by the thread that wrote the wake byte, cleared by the reaper
         # before it drains: under load, one wake-up collects many results.
@@ -320,7 +325,8 @@ class Scheduler:
                 self._done.append(job)
                 if not self._wake_pending:
                     self._wake_pending = True
-                    os.write(self._wake_write, b"\0")
+                    with contextlib.suppress(OSError):  # (closed: the worker has stopped)
+                        self._wake_write.send(b"\0")
 
     def _next_job(self) -> _Job[Any] | None:
         """The next job (None: close); one idle thread at a time spins for it a while
@@ -356,7 +362,7 @@ class Scheduler:
         while True:
             await trio.lowlevel.wait_readable(self._wake_read)
             try:
-                os.read(self._wake_read, 65536)
+                self._wake_read.recv(65536)
             except BlockingIOError:
                 continue
             self._wake_pending = False
@@ -377,3 +383,5 @@ class Scheduler:
             self._closing = True
             self._job_ready.notify_all()
         self._workers.clear()
+        self._wake_read.close()
+        self._wake_write.close()
