@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 EXAMPLES := $(patsubst %/,%,$(wildcard examples/*/))
 
-.PHONY: setup system-deps runtime serve test lint bench fuzz soak clean
+.PHONY: setup system-deps runtime runtime-wheel serve test lint bench fuzz soak clean
 
 setup: system-deps $(VENV)/.installed runtime
 
@@ -21,6 +21,10 @@ $(VENV)/.installed: pyproject.toml setup.py $(wildcard wasmlambda/_fastpath/*.py
 
 runtime: $(VENV)/.installed
 	@$(BIN)/wasmlambda runtime build
+
+# The runtime as a py3-none-any wheel in dist/, for machines that cannot build it (README, "On macOS and Windows").
+runtime-wheel: runtime
+	$(BIN)/wasmlambda runtime pack -o dist
 
 serve: setup
 	$(BIN)/wasmlambda serve --host $(HOST) --port $(PORT) --deploy $(EXAMPLES)

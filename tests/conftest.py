@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -59,8 +60,11 @@ def make_function(tmp_path: Path) -> FunctionFactory:
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real redis-server on a free loopback port, for the whole session."""
     server = shutil.which("redis-server")
-    if server is None:
-        pytest.fail("redis-server is not installed (runtimes/python/install-system-deps.sh installs it)")
+    if server is None:  # (make setup installs it on Debian; elsewhere it is optional)
+        message = "redis-server is not installed (runtimes/python/install-system-deps.sh installs it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
