@@ -35,7 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.load import ADMIN_TOKEN, start_server, stop_server  # noqa: E402
+from bench.load import ADMIN_TOKEN, cpu_seconds, start_server, stop_server  # noqa: E402
 from guest_sdk._vendor import default_wheel_cache  # noqa: E402
 
 
@@ -59,11 +59,6 @@ def get(port: int, path: str) -> tuple[float, dict[str, str]]:
     connection.close()
     assert response.status == 200, response.status
     return elapsed, {name.lower(): value for name, value in response.getheaders()}
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def round_trips(pid: int, port: int, method: str, path: str, body: bytes | None, count: int) -> tuple[float, ...]:

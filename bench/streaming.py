@@ -34,7 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.load import ADMIN_TOKEN, start_server, stop_server  # noqa: E402
+from bench.load import ADMIN_TOKEN, cpu_seconds, start_server, stop_server  # noqa: E402
 
 STREAM = """
 from wasmlambda_guest import context
@@ -51,11 +51,6 @@ NAP = "import time\n\ndef f(event):\n    time.sleep(0.1)\n    return event\n"
 FAN = ("import asyncio\nfrom wasmlambda_guest import invoke_async\n\n"
        "async def f(event):\n    return await asyncio.gather(*(invoke_async('nap', i) for i in range(3)))\n")
 FUNCTIONS = {"stream": STREAM, "hello": HELLO, "ahello": AHELLO, "nap": NAP, "fan": FAN}
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class ChunkedReader:

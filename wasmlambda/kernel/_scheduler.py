@@ -150,6 +150,7 @@ class Scheduler:
         self._wake_pending = False
         self._reaper_token: trio.lowlevel.TrioToken | None = None
         self._doorbell = _implementation.Doorbell()
+        self._after = threading.local()  # a sandbox thread's clean-ups for after the current answer
         self._spinner_idle = True  # one idle thread spins, the others sleep
         self._sleeping = 0  # threads waiting on _job_ready
         self._spin_ns = spin_us * 1000
@@ -315,6 +316,7 @@ class Scheduler:
                 with self._claim:
                     self.busy_threads += 1
                 started = time.perf_counter_ns()
+                self._after.pending = []
                 job.result = outcome.capture(job.function)
                 took = time.perf_counter_ns() - started
                 self._call_ns += (took - self._call_ns) >> _AVERAGE_SHIFT  # (a race between threads only blurs it)
@@ -327,6 +329,26 @@ class Scheduler:
                     self._wake_pending = True
                     with contextlib.suppress(OSError):  # (closed: the worker has stopped)
                         self._wake_write.send(b"\0")
+            self._run_after()
+
+    def after_answer(self, cleanup: Callable[[], None]) -> bool:
+        """On a sandbox thread: run ``cleanup`` once the current job's answer is handed
+        over (closing a used instance need not delay it).  False elsewhere: the
+        caller cleans up itself."""
+        pending: list[Callable[[], None]] | None = getattr(self._after, "pending", None)
+        if pending is None:
+            return False
+        pending.append(cleanup)
+        return True
+
+    def _run_after(self) -> None:
+        pending: list[Callable[[], None]] | None = getattr(self._after, "pending", None)
+        self._after.pending = None
+        for cleanup in pending or ():
+            try:
+                cleanup()
+            except Exception:  # a clean-up must not stop the thread
+                traceback.print_exc()
 
     def _next_job(self) -> _Job[Any] | None:
         """The next job (None: close); one idle thread at a time spins for it a while

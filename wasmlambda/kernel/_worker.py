@@ -357,9 +357,10 @@ class Worker:
                 if self.ledger is not None:
                     run.peak_memory, run.fuel = instance.memory_size(), instance.fuel_used
         finally:
-            # Dead and fresh-isolation instances are closed here, on this thread:
-            # closing resets the pooled memory slot (~0.2 ms), not loop work.
-            self.pool.release(key, instance, function.spec.isolation == "warm")
+            # Dead and fresh-isolation instances are closed on this thread, not the
+            # loop's, and after the answer is handed over: closing resets the
+            # pooled memory slot (~0.5 ms), which the caller need not wait for.
+            self.pool.release(key, instance, function.spec.isolation == "warm", self.scheduler.after_answer)
 
     def _account(self, function: Function, context: CallContext, run: _Run, event: bytes, result: bytes | None,
                  error: WasmLambdaError | None, logs: str, parent: Bill | None = None
