@@ -54,9 +54,11 @@ bench: setup
 	$(BIN)/python bench/locality.py --out .benchmarks
 	$(BIN)/python bench/streaming.py | tee .benchmarks/streaming.md
 	$(BIN)/python bench/deploy_flask.py | tee .benchmarks/deploy_flask.md
+	$(BIN)/python bench/cold_start.py | tee .benchmarks/cold_start.md
 	$(BIN)/python bench/report.py --write bench/RESULTS.md .benchmarks/micro.md .benchmarks/load.md \
 		.benchmarks/deadline.md .benchmarks/metering.md .benchmarks/composition.md .benchmarks/invoke.md \
-		.benchmarks/scale_out.md .benchmarks/locality.md .benchmarks/streaming.md .benchmarks/deploy_flask.md
+		.benchmarks/scale_out.md .benchmarks/locality.md .benchmarks/streaming.md .benchmarks/deploy_flask.md \
+		.benchmarks/cold_start.md
 
 fuzz: setup
 	$(BIN)/python bench/fuzz_parsers.py parser -runs=$${FUZZ_PARSER_RUNS:-500000}
