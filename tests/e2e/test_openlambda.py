@@ -19,13 +19,9 @@ import pytest
 
 from ..conftest import EXAMPLES, FunctionFactory
 from .conftest import Reply, WorkerProcess
+from .test_cli import cli
 
 pytestmark = pytest.mark.e2e
-
-
-def cli(worker: WorkerProcess, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "wasmlambda", *args], input=stdin, capture_output=True,
-                          text=True, timeout=300, env=worker.cli_env())
 
 
 def call(worker: WorkerProcess, method: str, path: str, body: bytes | str | None = None,
@@ -90,7 +86,7 @@ def test_wsgi_app_gets_pep_3333_environ_and_answers_any_bytes(worker: WorkerProc
                                              "def f(event):\n    return invoke('wsgi_echo', {})\n"})
     assert worker.deploy("caller", caller).status == 201
     nested = worker.run("caller", None)
-    assert nested.status == 502 and "is a WSGI app: call it over HTTP" in nested.error["message"]
+    assert nested.status == 502 and "is a web app: call it over HTTP" in nested.error["message"]
 
 
 def test_f_handlers_take_any_method_path_and_an_empty_body(worker: WorkerProcess,

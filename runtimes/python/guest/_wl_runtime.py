@@ -187,14 +187,17 @@ def invoke(payload):
         request_id, timeout_ms, head, payload = payload.split(b"\x00", 3)
         context = wasmlambda_guest.context
         context._begin(request_id, timeout_ms, head)
-        if _call_app is not None:
+        if sys.stdout is not _output or sys.stderr is not _output:  # a handler replaced them
+            sys.stdout = sys.stderr = _output
+        if _call_app is not None:  # a WSGI or ASGI app: HTTP only
+            if not head:
+                return _error("handler", TypeError(
+                    "this function is a web app: call it over HTTP (/run/<fn>/<path>), not with invoke()"))
             return _call_app(head, payload)
         try:
             event = _decode_event(payload) if payload else None
         except (ValueError, RecursionError) as exc:
             return _error("event", exc)
-        if sys.stdout is not _output or sys.stderr is not _output:  # a handler replaced them
-            sys.stdout = sys.stderr = _output
         try:
             result = _handler(event)
             if result.__class__ in _SPECIAL_RESULTS:
@@ -485,9 +488,6 @@ def _wsgi_environ(head, body):
 
 
 def _call_wsgi(head, body):
-    if not head:
-        return _error("handler", TypeError(
-            "this function is a WSGI app: call it over HTTP (/run/<fn>/<path>), not with invoke()"))
     response = []  # [status, headers]
     chunks = []
 
@@ -497,8 +497,6 @@ def _call_wsgi(head, body):
         response[:] = [status, headers]
         return chunks.append  # the legacy write() callable
 
-    if sys.stdout is not _output or sys.stderr is not _output:
-        sys.stdout = sys.stderr = _output
     try:
         result = _app(_wsgi_environ(head, body), start_response)
         if not isinstance(result, (list, tuple)) and not _declares_length(response):
@@ -650,11 +648,6 @@ def _asgi_scope(head):
 
 
 def _call_asgi(head, body):
-    if not head:
-        return _error("handler", TypeError(
-            "this function is an ASGI app: call it over HTTP (/run/<fn>/<path>), not with invoke()"))
-    if sys.stdout is not _output or sys.stderr is not _output:
-        sys.stdout = sys.stderr = _output
     exchange = _Exchange(body)
     try:
         _wl_loop.run(_app(_asgi_scope(head), exchange.receive, exchange.send))
