@@ -61,12 +61,12 @@ class Settings:
     max_instances: int = 256
     # Sandbox calls run on these threads, off the event loop.
     sandbox_threads: int = 16
-    # An idle sandbox thread busy-waits this long for the next call, and the
-    # event loop (when one call is in flight) up to 4x this for its result,
-    # until it has other I/O, yielding the CPU to anything runnable, before
-    # they sleep: waking a sleeping thread costs ~50 µs on a VM.  0: never
-    # busy-wait (many workers on few cores; the default of each process of
-    # `serve --processes N` above 1, unless set).
+    # The longest an idle sandbox thread busy-waits for the next call, and the
+    # event loop (when one call is in flight) for its result, yielding the CPU
+    # to anything runnable, before they sleep.  Each side spins only while its
+    # waits have lately been shorter than a wake-up (~50 µs on a VM), and for
+    # at most 100 µs (kernel/_scheduler.py, SPIN_PAYS_NS).  0: never busy-wait
+    # (the default of each process of `serve --processes N` above 1, unless set).
     spin_us: int = 300
     # Requests that may wait for a thread before new ones get 503.
     max_queue: int = 1024

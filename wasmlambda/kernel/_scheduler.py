@@ -26,16 +26,16 @@ task parks with ``wait_task_rescheduled``: no thread cache, context copy or
 limiter round trip on the way.
 
 Even so, waking a sleeping thread costs ~50 µs on a virtual machine, twice
-per call.  So both sides spin before they sleep (see ``_handoff_py``): an
-idle sandbox thread watches a doorbell the loop rings for every job (for
-``spin_us``), and the loop, when this is the only call in flight, watches
-the job before it parks; a short call then finishes without either wake-up
-(p50 of a warm hello over HTTP falls by ~40 %).  The loop's watch is
-bounded by the call itself, so it may last longer (``LOOP_SPIN_FACTOR`` x
-``spin_us``), but it also ends as soon as Trio's epoll descriptor has
-anything ready (a new connection, a request on another one): parking in
-the middle of a call costs more than the wake-up, because the loop then
-takes the GIL from the sandbox thread between two of its host calls.
+per call.  So either side may spin before it sleeps (see ``_handoff_py``):
+an idle sandbox thread watches a doorbell the loop rings for every job, and
+the loop, when this is the only call in flight, watches the job before it
+parks.  Spinning burns CPU that a client or a neighbour could use, so each
+side spins only while the waits it spins for have lately been shorter than
+a wake-up (``SPIN_PAYS_NS``, a running average of what it saw), and for at
+most twice that: measured with three clients (bench/RESULTS.md), the spin
+no longer raises the CPU per request.  The loop's watch also ends as soon
+as Trio's epoll descriptor has anything ready (a new connection, a request
+on another one).
 """
 
 from __future__ import annotations
