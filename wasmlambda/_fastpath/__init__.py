@@ -13,13 +13,15 @@ import os
 from pathlib import Path
 from types import ModuleType
 
+from .. import _platform
+
 _HERE = Path(__file__).parent
 NAMES = ("_call", "_delta", "_handoff", "_meter", "_parser")
 
 
 def extensions_disabled() -> bool:
-    # (WASMLAMBDA_PORTABLE=1, see wasmlambda/_platform.py, takes the pure twins too.)
-    return os.environ.get("WASMLAMBDA_NO_EXTENSIONS") == "1" or os.environ.get("WASMLAMBDA_PORTABLE") == "1"
+    # (The portable paths, wasmlambda/_platform.py, take the pure twins too.)
+    return os.environ.get("WASMLAMBDA_NO_EXTENSIONS") == "1" or _platform.PORTABLE
 
 
 def is_built(name: str) -> bool:
