@@ -122,6 +122,8 @@ class Instance:
         elif status == b"T":  # a streamed response ended: what was sent, and how it ended
             self.response_settings = summary = json.loads(body)
             summary["streamed"] = True
+            if summary.get("outcome") != "complete":
+                raise _cut_stream(str(summary.get("outcome")), logs.decode("utf-8", "replace"))
             body = b""
         elif status == b"W":  # a WSGI app's answer: any bytes, their length given
             self.response_settings = settings = json.loads(body)
@@ -131,14 +133,6 @@ class Instance:
             settings["raw"] = True
             body, logs = logs[:length], logs[length + 1:]
         text = logs.decode("utf-8", "replace")
-        if status == b"T" and self.response_settings is not None:
-            outcome = str(self.response_settings.get("outcome"))
-            if outcome != "complete":
-                error: WasmLambdaError = ClientGone("the client disconnected during the streamed response") \
-                    if outcome == "client-disconnected" else GuestError(f"the stream was cut: {outcome}",
-                                                                        outcome.split(":")[1].strip(), text)
-                error.logs = text
-                raise error
         if status in (b"0", b"R", b"W", b"T"):
             return body, text
         error = self._failure(json.loads(body))
@@ -224,6 +218,16 @@ class Instance:
         """Release the store (and its pooling slot) now rather than at GC."""
         self.dead = True
         self._store.close()
+
+
+def _cut_stream(outcome: str, logs: str) -> WasmLambdaError:
+    """A streamed response that did not complete: the client left, or the handler
+    failed after its head (``error: <type>: <message>``)."""
+    error: WasmLambdaError = ClientGone("the client disconnected during the streamed response") \
+        if outcome == "client-disconnected" else GuestError(f"the stream was cut: {outcome}",
+                                                            outcome.partition(":")[2].partition(":")[0].strip(), logs)
+    error.logs = logs
+    return error
 
 
 def _located(error: dict[str, Any]) -> str:
