@@ -56,6 +56,8 @@ TMPFS_WRAPPED = (
     "path_create_directory", "path_filestat_get", "path_filestat_set_times", "path_link", "path_readlink",
     "path_remove_directory", "path_rename", "path_symlink", "path_unlink_file",
 )
+# The wasi-libc calls that may block, announced to the host first (wl_shim.c).
+BLOCKING_WRAPPED = ("poll_oneoff",)
 # Bump when the steps that build the interpreter itself (sources, zlib,
 # configure, make) change: their output is cached apart from the image,
 # so editing the shim or the guest module relinks in seconds.
@@ -220,7 +222,7 @@ class Builder:
         self.run("link", [
             "clang-14", "--target=wasm32-wasi", f"--sysroot={self.sysroot}", "-mexec-model=reactor", "-O2",
             f"-I{python_src / 'Include'}", f"-I{build}", "-o", str(out), *(str(HERE / name) for name in SHIM_SOURCES),
-            *(f"-Wl,--wrap=__wasi_{name}" for name in TMPFS_WRAPPED),
+            *(f"-Wl,--wrap=__wasi_{name}" for name in (*TMPFS_WRAPPED, *BLOCKING_WRAPPED)),
             str(build / "libpython3.11.a"),
             str(build / "Modules/_decimal/libmpdec/libmpdec.a"),
             str(build / "Modules/expat/libexpat.a"),

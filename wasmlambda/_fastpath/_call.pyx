@@ -13,14 +13,17 @@ translates them, in one place).
 A host call arrives on the thread that called the guest, inside
 ``func_call``: each thread keeps the guest call it is running (calls nest
 when a function invokes another), and the callback reads and writes that
-call's memory.
+call's memory.  A call made with ``may_block`` false (the host runs it on
+its event loop's thread) is trapped at its first host call, or at the
+guest's "about to block" signal (an empty request), before anything
+happens: ``blocked`` says so, and the host runs it again elsewhere.
 """
 
 import traceback
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t, uintptr_t
-from libc.string cimport memcpy
+from libc.string cimport memcpy, strlen
 
 
 cdef extern from *:
@@ -44,12 +47,17 @@ ctypedef size_t (*memory_size_fn)(const void *context, const void *memory) noexc
 ctypedef void (*set_deadline_fn)(void *context, uint64_t ticks) noexcept nogil
 ctypedef void *(*host_fn)(void *env, void *caller, const wl_val *args, size_t nargs, wl_val *results,
                           size_t nresults) noexcept nogil
+ctypedef void *(*trap_new_fn)(const char *message, size_t length) noexcept nogil
 ctypedef void *(*define_func_fn)(void *linker, const char *module, size_t module_len, const char *name,
                                  size_t name_len, const void *functype, host_fn callback, void *env,
                                  void (*finalizer)(void *)) noexcept nogil
 
 cdef enum:
     WASMTIME_I32 = 0
+    MUST_MOVE = -2  # HostImports.call: trap the call, it may not block this thread
+
+cdef trap_new_fn trap_new = NULL  # wasmtime_trap_new, set by HostImports.link
+cdef const char *MOVE_MESSAGE = b"wasmlambda: a call that may not block made a host call"
 
 
 cdef class GuestCall:
@@ -65,6 +73,8 @@ cdef class GuestCall:
     cdef object fail
     cdef object owners
     cdef object pending  # the response of the guest's last host_call, until its host_read
+    cdef bint may_block
+    cdef public bint blocked  # the last call was trapped for wanting to block (may_block false)
 
     def __init__(self, uintptr_t context, uintptr_t handle, uintptr_t memory, uintptr_t func_call,
                  uintptr_t memory_data, uintptr_t memory_data_size, uintptr_t set_deadline, fail, owners):
@@ -83,7 +93,7 @@ cdef class GuestCall:
         return self.memory_data_size(self.context, self.memory)
 
     def call(self, const uint8_t[::1] header, const uint8_t[::1] payload, uint32_t input_address,
-             uint64_t deadline_ticks):
+             uint64_t deadline_ticks, bint may_block=True):
         cdef size_t header_size = header.shape[0]
         cdef size_t payload_size = payload.shape[0]
         cdef size_t size = header_size + payload_size
@@ -95,6 +105,8 @@ cdef class GuestCall:
         cdef void *outer
         global wl_current_call
         self.set_deadline(self.context, deadline_ticks)
+        self.may_block = may_block
+        self.blocked = False
         if <uint64_t> input_address + size > self.memory_data_size(self.context, self.memory):
             raise ValueError("the guest's input buffer lies outside its memory")
         base = self.memory_data(self.context, self.memory)
@@ -133,9 +145,12 @@ cdef class HostImports:
         self.log = log
         self.no_services = no_services
 
-    def link(self, uintptr_t linker, uintptr_t define_func, uintptr_t call_type, uintptr_t read_type, fail):
+    def link(self, uintptr_t linker, uintptr_t define_func, uintptr_t call_type, uintptr_t read_type,
+             uintptr_t new_trap, fail):
         """Define both imports on ``linker``; this object must outlive it."""
+        global trap_new
         cdef define_func_fn define = <define_func_fn> define_func
+        trap_new = <trap_new_fn> new_trap
         cdef void *error = define(<void *> linker, b"wasmlambda", 10, b"host_call", 9, <const void *> call_type,
                                   _host_call, <void *> self, NULL)
         if error == NULL:
@@ -149,6 +164,11 @@ cdef class HostImports:
         if wl_current_call == NULL:
             return -1  # not inside a guest call made through GuestCall
         current = <GuestCall> wl_current_call
+        if not current.may_block:
+            current.blocked = True
+            return MUST_MOVE
+        if size == 0:
+            return 0  # "about to block": fine here
         if address + size > current.memory_data_size(current.context, current.memory):
             return -1
         request = PyBytes_FromStringAndSize(<char *> current.memory_data(current.context, current.memory) + address,
@@ -181,8 +201,12 @@ cdef class HostImports:
 
 cdef void *_host_call(void *env, void *caller, const wl_val *args, size_t nargs, wl_val *results,
                       size_t nresults) noexcept nogil:
+    cdef int32_t answer
     with gil:
-        results[0].of.i32 = (<HostImports> env).call(<uint32_t> args[0].of.i32, <uint32_t> args[1].of.i32)
+        answer = (<HostImports> env).call(<uint32_t> args[0].of.i32, <uint32_t> args[1].of.i32)
+    if answer == MUST_MOVE:
+        return trap_new(MOVE_MESSAGE, strlen(MOVE_MESSAGE))
+    results[0].of.i32 = answer
     return NULL
 
 

@@ -20,9 +20,12 @@ _implementation = _fastpath.pick("_call", _call_py)
 
 
 class Caller(Protocol):
+    blocked: bool  # the last call was trapped at a host call or a blocking WASI call (may_block false)
+
     def memory_size(self) -> int: ...
 
-    def call(self, header: bytes, payload: bytes, input_address: int, deadline_ticks: int) -> bytes | None: ...
+    def call(self, header: bytes, payload: bytes, input_address: int, deadline_ticks: int,
+             may_block: bool = True) -> bytes | None: ...
 
 
 def _address(function: Any) -> int:
@@ -67,5 +70,5 @@ def link_host_calls(linker: wasmtime.Linker, dispatch: Dispatch | None, log: Cal
     call_type, read_type = wasmtime.FuncType([i32, i32], [i32]), wasmtime.FuncType([i32], [])
     imports = implementation.HostImports(dispatch, log, NO_SERVICES)
     imports.link(_address(linker.ptr()), _address(ffi.dll.wasmtime_linker_define_func), _address(call_type.ptr()),
-                 _address(read_type.ptr()), _raise_failure)
+                 _address(read_type.ptr()), _address(ffi.dll.wasmtime_trap_new), _raise_failure)
     return imports

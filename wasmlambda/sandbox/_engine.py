@@ -172,7 +172,10 @@ class Runtime:
                          if i.module not in ("wasi_snapshot_preview1", "wasmlambda"))
         if foreign:
             raise DeployError(f"{wasm.name} imports {foreign[0]}, which the sandbox does not provide")
-        return NativeProgram(self._linker.instantiate_pre(module), "_initialize" in exports)
+        # poll_oneoff is how a WASI module sleeps: one that can is never run inline
+        # (the Python runtime's shim announces it instead, see Instance).
+        sleeps = any(i.module == "wasi_snapshot_preview1" and i.name == "poll_oneoff" for i in module.imports)
+        return NativeProgram(self._linker.instantiate_pre(module), "_initialize" in exports, sleeps)
 
     def start_native(self, program: NativeProgram, memory_limit: int) -> Instance:
         instance = self._instantiate(program.pre, wasmtime.WasiConfig(), memory_limit)
@@ -184,11 +187,12 @@ class Runtime:
 class NativeProgram:
     """A native function's compiled, pre-linked module."""
 
-    __slots__ = ("needs_initialize", "pre")
+    __slots__ = ("needs_initialize", "pre", "sleeps")
 
-    def __init__(self, pre: wasmtime.InstancePre, needs_initialize: bool) -> None:
+    def __init__(self, pre: wasmtime.InstancePre, needs_initialize: bool, sleeps: bool) -> None:
         self.pre = pre
         self.needs_initialize = needs_initialize
+        self.sleeps = sleeps  # it imports poll_oneoff: it may block without a host call
 
 
 def _engine_config(slots: int, max_memory_mb: int, meter_fuel: bool) -> wasmtime.Config:

@@ -7,6 +7,13 @@ guest memory; the response's first byte says success (``0``) or failure
 (``E`` + JSON), and anything after a NUL is the call's logs (the protocol is
 spelled out in runtimes/python/guest/_wl_runtime.py).  Traps are translated into the error tree here and nowhere
 else.  After any trap the instance is dead and must not be reused.
+
+A call may be made *inline* (``inline_ms``): on a thread that must not
+block for long, the host's event loop.  Then it gets at most ``inline_ms``
+instead of its timeout, and its first host call or blocking WASI call
+(a sleep) traps it before it happens; either way :class:`MustRunOnThread`
+says so.  Such a call has done nothing outside its own instance (which is
+dead now), so the caller may simply run it again on a sandbox thread.
 The whole ABI, with the snapshot format, is in docs/guest-abi.md.
 
 An instance is used by one thread at a time; it may move between threads.
@@ -42,6 +49,12 @@ _WASM_PAGE = 65536
 # half-updated heap, a broken internal invariant): the instance is discarded.
 _INCONSISTENT = frozenset(("MemoryError", "SystemError"))
 _MIN_INPUT_BUFFER = 4096
+
+
+class MustRunOnThread(Exception):
+    """An inline call wanted to block or ran past its inline budget: it was
+    stopped before any effect outside its (now dead) instance; run it again
+    on a thread that may block."""
 
 
 class Entry(NamedTuple):
@@ -103,17 +116,18 @@ class Instance:
             self.dead = True
             raise GuestTrap(f"the module's initialisation trapped ({trap.message.strip().splitlines()[-1]})") from None
 
-    def invoke(self, event: bytes, timeout_ms: int, request_id: str = "-", head: bytes = b"") -> tuple[bytes, str]:
+    def invoke(self, event: bytes, timeout_ms: int, request_id: str = "-", head: bytes = b"",
+               inline_ms: int = 0) -> tuple[bytes, str]:
         """Call the loaded handler with a JSON event; return its JSON result and logs.
 
         ``head`` is the HTTP request head the handler may read (context.headers,
         cookies, ...); what it set for the HTTP response lands in
         ``response_settings``.  Guest-reported failures are raised with their
-        logs attached.
+        logs attached.  ``inline_ms``: see the module's docstring.
         """
         header = b"I%s\x00%d\x00%s\x00" % (request_id.encode(), timeout_ms, head)
         self.response_settings = None
-        response = self._call(header, event, timeout_ms)
+        response = self._call(header, event, timeout_ms, inline_ms)
         status = response[:1]
         body, _, logs = response[1:].partition(b"\x00")
         if status == b"R":
@@ -154,25 +168,30 @@ class Instance:
         if response[:1] != b"0":
             raise self._failure(json.loads(response[1:].partition(b"\x00")[0]))
 
-    def _call(self, header: bytes, payload: bytes, timeout_ms: int) -> bytes:
+    def _call(self, header: bytes, payload: bytes, timeout_ms: int, inline_ms: int = 0) -> bytes:
         if self.dead:
             raise GuestTrap("instance is dead after an earlier trap")
+        budget_ms = min(timeout_ms, inline_ms) if inline_ms else timeout_ms
         size = len(header) + len(payload)
         try:
             if size > self._input_capacity:
-                self._store.set_epoch_deadline(timeout_ms // TICK_MS + 1)
+                self._store.set_epoch_deadline(budget_ms // TICK_MS + 1)
                 capacity = max(size, _MIN_INPUT_BUFFER)
                 address = self._reserve(self._store, capacity)
                 if not address:
                     raise MemoryLimitExceeded(f"no guest memory for a {size}-byte request")
                 self._input_address, self._input_capacity = address, capacity
-            response = self._caller.call(header, payload, self._input_address, timeout_ms // TICK_MS + 1)
-        except wasmtime.Trap as trap:
+            response = self._caller.call(header, payload, self._input_address, budget_ms // TICK_MS + 1,
+                                         not inline_ms)
+        except (wasmtime.Trap, wasmtime.WasmtimeError, ValueError) as exc:
             self.dead = True
-            raise self._trap_error(trap, timeout_ms) from None
-        except (wasmtime.WasmtimeError, ValueError) as exc:
-            self.dead = True
-            raise GuestTrap(str(exc).splitlines()[0]) from None
+            if self._caller.blocked:  # (the host's trap comes back as an error, not a trap code)
+                raise MustRunOnThread("the call made a host call or wanted to sleep") from None
+            if not isinstance(exc, wasmtime.Trap):
+                raise GuestTrap(str(exc).splitlines()[0]) from None
+            if budget_ms < timeout_ms and exc.trap_code == wasmtime.TrapCode.INTERRUPT:
+                raise MustRunOnThread(f"the call ran longer than {budget_ms} ms") from None
+            raise self._trap_error(exc, timeout_ms) from None
         finally:
             if self._fuel_left:
                 left = self._store.get_fuel()

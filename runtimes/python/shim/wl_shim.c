@@ -15,6 +15,11 @@
  *   host_call(ptr, len) -> i32   hand the host a request; the response's
  *                                length, or -1 if the host failed
  *   host_read(ptr)               copy that pending response into guest memory
+ *   host_call(0, 0) -> 0         "about to block": sent before every
+ *                                poll_oneoff (sleep, select), so that a call
+ *                                the host runs on its event loop's thread can
+ *                                be moved to a sandbox thread (the host traps
+ *                                it there) instead of blocking the loop
  * Python sees them as the builtin module `_wl_host` (`call(bytes) -> bytes`).
  *
  * Both buffers persist across calls, so a warm request costs the host one
@@ -25,6 +30,7 @@
 #include <Python.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <wasi/api.h>
 
 void _initialize(void);
 
@@ -48,6 +54,20 @@ static PyObject *host_call(PyObject *module, PyObject *request) {
         wl_host_read(PyBytes_AS_STRING(response));
     }
     return response;
+}
+
+/* Linked with -Wl,--wrap=__wasi_poll_oneoff (runtimes/python/build.py). */
+__wasi_errno_t __real___wasi_poll_oneoff(const __wasi_subscription_t *in, __wasi_event_t *out,
+                                         __wasi_size_t count, __wasi_size_t *events);
+
+static int in_call; /* inside wl_handle: the host is there to hear (not so under Wizer) */
+
+__wasi_errno_t __wrap___wasi_poll_oneoff(const __wasi_subscription_t *in, __wasi_event_t *out,
+                                         __wasi_size_t count, __wasi_size_t *events) {
+    if (in_call) {
+        wl_host_call(NULL, 0);
+    }
+    return __real___wasi_poll_oneoff(in, out, count, events);
 }
 
 static PyMethodDef host_methods[] = {
@@ -90,7 +110,9 @@ int64_t wl_handle(size_t size) {
         PyErr_Clear();
         return -1;
     }
+    in_call = 1;
     PyObject *response = PyObject_CallOneArg(invoking ? invoke_function : handle_function, request);
+    in_call = 0;
     Py_DECREF(request);
     if (response == NULL || !PyBytes_Check(response)) {
         Py_XDECREF(response);
