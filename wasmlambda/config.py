@@ -24,6 +24,8 @@ _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 _WORKER_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # Busy-waiting longer than this (10 ms) would hold the event loop up.
 MAX_SPIN_US = 10_000
+# A call averaging longer than this (10 ms) is never worth running on the event loop.
+MAX_INLINE_US = 10_000
 
 
 def _xdg(variable: str, fallback: str) -> Path:
@@ -68,6 +70,11 @@ class Settings:
     # at most 100 µs (kernel/_scheduler.py, SPIN_PAYS_NS).  0: never busy-wait
     # (the default of each process of `serve --processes N` above 1, unless set).
     spin_us: int = 300
+    # A warm call of a function whose calls have lately run shorter than this
+    # runs on the event loop's own thread, with no hop to a sandbox thread
+    # (kernel/_inline.py: it moves to one at its first host call or sleep).
+    # 0: every call goes to a sandbox thread.
+    inline_us: int = 250
     # Requests that may wait for a thread before new ones get 503.
     max_queue: int = 1024
     # Fairness: one function may run on at most this many sandbox threads at
@@ -129,6 +136,9 @@ class Settings:
                      "max_buffered_request_mb", "max_log_bytes_per_call", "max_log_bytes_per_function"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.inline_us <= MAX_INLINE_US:
+            raise ConfigError(f"inline_us must be 0-{MAX_INLINE_US} (longer calls would stall the event loop), "
+                              f"got {self.inline_us}")
         if not 0 <= self.spin_us <= MAX_SPIN_US:
             raise ConfigError(f"spin_us must be 0-{MAX_SPIN_US} (longer would stall the event loop), "
                               f"got {self.spin_us}")

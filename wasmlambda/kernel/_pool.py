@@ -43,16 +43,20 @@ class Pool:
     def __len__(self) -> int:
         return len(self._idle)
 
-    def acquire(self, key: FunctionKey) -> Instance | None:
+    def acquire(self, key: FunctionKey, cold: bool = True) -> Instance | None:
         """A warm instance for ``key``, or None: the caller starts one cold
-        (room for it is made here)."""
+        (room for it is made here); with ``cold`` false, None leaves the pool
+        as it was (the caller will not start one)."""
         with self._lock:
-            self.busy += 1
             stack = self._by_function.get(key)
             if stack:
+                self.busy += 1
                 instance = stack.pop()
                 self.idle_bytes -= self._idle.pop(instance)[1]
                 return instance
+            if not cold:
+                return None
+            self.busy += 1
             while self._idle and len(self._idle) + self.busy > self.max_instances:
                 self._evict_oldest()
             self.high_water = max(self.high_water, len(self._idle) + self.busy)

@@ -38,6 +38,7 @@ from typing import Any
 from .. import _platform
 from ..errors import FunctionNotFound
 from ..sandbox import Entry, NativeProgram, Snapshot, SnapshotFormatError
+from ._inline import CallHistory
 from ._manifest import FunctionSpec
 from ._package import check_name
 
@@ -58,6 +59,8 @@ class Function:
     kind: str  # "python" or "wasm"
     snapshot: Snapshot | None = None  # Python functions
     program: NativeProgram | None = None  # native functions, compiled when loaded
+    # How its calls went in this process (whether they may run inline): not saved.
+    calls: CallHistory = dataclasses.field(default_factory=CallHistory, compare=False, repr=False)
 
     @property
     def code_dir(self) -> Path:

@@ -33,8 +33,9 @@ from ..errors import (
     ServiceUnavailable,
     WasmLambdaError,
 )
-from ..sandbox import Instance, Runtime, RuntimeImage
+from ..sandbox import Instance, MustRunOnThread, Runtime, RuntimeImage
 from ..services import CallContext, KeyValueService, ServiceFailure, Services, open_store
+from . import _inline as inline
 from ._access import Document, InvokeKeys, JsonFile, NamespaceGrants
 from ._changes import ChangeToken
 from ._code_store import ACCESS_CHANGED, SUBSCRIBED, CodeStore
@@ -96,6 +97,10 @@ class Invocation:
         return self.usage.cold
 
 
+class _NoWarmInstance(Exception):
+    """An inline call found no warm instance: it goes to a sandbox thread (a cold start may not hold the loop)."""
+
+
 # How a call ended, by its ledger status (a stream's status is 200 until it is cut).
 _OUTCOMES = {499: "client-disconnected", 504: "timeout", 507: "memory-limit"}
 
@@ -154,6 +159,7 @@ class Worker:
             max_running_per_key=settings.max_running_per_function or max(1, settings.sandbox_threads // 2),
             max_queued_per_key=settings.max_queued_per_function or max(1, settings.max_queue // 4))
         self.metrics = Metrics()
+        self.inline_calls = self.moved_calls = 0
         self.logs = LogStore(bytes_per_call=settings.max_log_bytes_per_call,
                              bytes_per_function=settings.max_log_bytes_per_function)
         self.prices = PriceModel(settings.price_gb_second_pusd, settings.price_request_pusd,
@@ -267,9 +273,14 @@ class Worker:
                 self.ledger.record(answered[0], self.prices.quote(answered[0]), context.bill)
 
         try:
-            result, logs = await self.scheduler.run(
-                lambda: self._run_guest(function, event, context, run, head=head), limits.timeout_ms,
-                bill_late_calls, caller_gone, key=name)
+            inline = self._run_inline(function, event, context, run, head)
+            if inline is not None:
+                result, logs = inline
+            else:
+                run = _Run(arrived)  # (an inline attempt that moved left nothing worth keeping)
+                result, logs = await self.scheduler.run(
+                    lambda: self._run_guest(function, event, context, run, head=head), limits.timeout_ms,
+                    bill_late_calls, caller_gone, key=name)
         except DeadlineExceeded as exc:
             error, logs = exc, exc.logs
             if run.finished < run.begun:  # abandoned mid-call: billed up to now
@@ -324,20 +335,43 @@ class Worker:
         assert result is not None
         return result
 
+    def _run_inline(self, function: Function, event: bytes, context: CallContext, run: _Run,
+                    head: bytes) -> tuple[bytes, str] | None:
+        """The call on the event loop's thread if it may run there (kernel/_inline.py);
+        None when it goes to a sandbox thread instead, having done nothing."""
+        inline_ns = self.settings.inline_us * 1000
+        if not function.calls.short(inline_ns) or function.spec.isolation != "warm" or \
+                (function.program is not None and function.program.sleeps):
+            return None
+        try:
+            answer = self._run_guest(function, event, context, run, head=head, inline_ms=inline.BUDGET_MS)
+        except _NoWarmInstance:
+            return None
+        except MustRunOnThread as exc:
+            function.calls.inline = False
+            self.moved_calls += 1
+            self.log(f"{function.name!r} runs on sandbox threads from now on: {exc}")
+            return None
+        self.inline_calls += 1
+        return answer
+
     def _run_guest(self, function: Function, event: bytes, context: CallContext, run: _Run,
-                   timeout_ms: int | None = None, head: bytes = b"") -> tuple[bytes, str]:
+                   timeout_ms: int | None = None, head: bytes = b"", inline_ms: int = 0) -> tuple[bytes, str]:
         """One guest call on the current (sandbox) thread, measured into ``run``:
         take a warm instance (or start one), call it, give it back.  The lease
         begins and ends on this thread, so a call the loop abandoned still
-        returns (or closes) its own instance."""
+        returns (or closes) its own instance.  ``inline_ms``: on the loop's
+        thread (_run_inline), warm instances only, else _NoWarmInstance."""
         generation = self.secrets.generation(function.name)
         key = (function.name, f"{function.version}.{generation}" if generation else function.version)
+        instance = self.pool.acquire(key, cold=not inline_ms)
+        if instance is None and inline_ms:
+            raise _NoWarmInstance
         run.started = True
         bill = context.bill
         bill.thread = threading.get_ident()
         run.begun = run.restored = time.perf_counter_ns()
         cpu_start = time.thread_time_ns()  # (inside the wall-clock span: CPU time never exceeds it)
-        instance = self.pool.acquire(key)
         try:
             if instance is None:
                 run.cold = True
@@ -346,13 +380,15 @@ class Worker:
             caller = self.services.bind(context)  # a nested call's caller, or None
             try:
                 return instance.invoke(event, timeout_ms or function.spec.limits.timeout_ms, context.request_id,
-                                       head)
+                                       head, inline_ms)
             finally:
                 run.response_settings = instance.response_settings  # (a stream's summary, even if it was cut)
                 self.services.bind(caller)
                 self.invoker.settle(context.request_id)  # what invoke_async started, it awaited or leaves billed
                 run.thread_cpu_ns = time.thread_time_ns() - cpu_start
                 run.finished = time.perf_counter_ns()
+                if not run.cold:  # (a first run pays for touching its pages: not what the next will take)
+                    function.calls.note(run.finished - run.restored)
                 run.cpu_ns = max(run.thread_cpu_ns - bill.inline_cpu_ns, 0)
                 if self.ledger is not None:
                     run.peak_memory, run.fuel = instance.memory_size(), instance.fuel_used
@@ -704,8 +740,14 @@ class Worker:
         metrics = self.metrics.to_json()
         if not per_function:
             del metrics["functions"]
+        else:
+            for function in self.registry:
+                if function.name in metrics["functions"]:
+                    metrics["functions"][function.name]["runs_inline"] = function.calls.inline
         return {
             **metrics,
+            # Calls run on the event loop's thread, and those that had to move (kernel/_inline.py).
+            "inline": {"calls": self.inline_calls, "moved": self.moved_calls},
             "deployed": len(self.registry),
             # OpenLambda's name: distributions new to this worker's package cache.
             "pull-package.cnt": self.packages.pulled,
