@@ -139,7 +139,10 @@ def run_load(port: int, path: str, concurrency: int, requests: int) -> list[int]
         connection.sock.sendall(connection.request)
         sent += 1
     while len(latencies) < requests:
-        for key, _ in selector.select(timeout=30):
+        ready = selector.select(timeout=30)
+        if not ready:
+            raise RuntimeError(f"no answer in 30 s ({len(latencies)} of {requests} answered)")
+        for key, _ in ready:
             connection = key.data
             connection.buffer += connection.sock.recv(65536)
             head, separator, rest = connection.buffer.partition(b"\r\n\r\n")

@@ -229,11 +229,26 @@ async def _peer_gone(sock: trio.socket.SocketType) -> None:
 
 
 async def _fast_loop(api: Api, stream: trio.SocketStream, gate: _Gate) -> None:
+    # The hot path reads and writes the socket itself (a second socket object
+    # on the same descriptor, detached before Trio closes it): SocketStream's
+    # receive_some and send_all each pass through Trio's scheduler even when
+    # the socket is ready, which cost more than the rest of a warm request.
+    raw = socket.socket(fileno=stream.socket.fileno())
+    try:
+        await _fast_requests(api, stream, raw, gate)
+    except OSError:
+        pass  # reset or broken by the client: only this connection ends
+    finally:
+        raw.detach()
+
+
+async def _fast_requests(api: Api, stream: trio.SocketStream, raw: socket.socket, gate: _Gate) -> None:
     parser = RequestParser(api.body_limit)
     caller_gone = partial(_peer_gone, stream.socket)
     limits = gate.limits
     holding = _Holding(gate)
     deadline = 0.0  # by when the request being received must be complete (0: none begun)
+    waited = True  # since the last request: a client that never lets us wait must still let others run
     try:
         while True:
             try:
@@ -242,16 +257,21 @@ async def _fast_loop(api: Api, stream: trio.SocketStream, gate: _Gate) -> None:
                 await _send_error(stream, exc.status, str(exc))
                 return
             if parsed is None:
-                waiting_for = limits.keepalive_timeout_s
-                if parser.buffered:  # part of a request is in: it has to arrive whole in time
-                    deadline = deadline or trio.current_time() + limits.request_timeout_s
-                    waiting_for = deadline - trio.current_time()
-                with trio.move_on_after(waiting_for) as waiting:
-                    data = await stream.receive_some(READ_SIZE)
-                if waiting.cancelled_caught:
-                    if deadline:
-                        await _send_error(stream, 408, "the request did not arrive in time")
-                    return  # (else idle too long)
+                try:
+                    data = raw.recv(READ_SIZE)
+                except BlockingIOError:
+                    if parser.buffered:  # part of a request is in: it has to arrive whole in time
+                        wait_until = deadline = deadline or trio.current_time() + limits.request_timeout_s
+                    else:
+                        wait_until = trio.current_time() + limits.keepalive_timeout_s
+                    with trio.CancelScope(deadline=wait_until) as waiting:
+                        await trio.lowlevel.wait_readable(raw)
+                    if waiting.cancelled_caught:
+                        if deadline:
+                            await _send_error(stream, 408, "the request did not arrive in time")
+                        return  # (else idle too long)
+                    waited = True
+                    continue
                 if not data:
                     return  # the client closed
                 if not deadline:
@@ -269,6 +289,9 @@ async def _fast_loop(api: Api, stream: trio.SocketStream, gate: _Gate) -> None:
                 await _h11_loop(api, stream, gate, parser.buffered, deadline)
                 return
             assert isinstance(parsed, ParsedRequest)
+            if not waited:
+                await trio.lowlevel.checkpoint()
+            waited = False
             path, _, query = parsed.target.decode("ascii").partition("?")
             writer = StreamWriter(stream, ChunkedFraming(_identity, parsed.keep_alive))
             response = await api.handle(Request(parsed.method.decode("ascii"), path, query, parsed.headers,
@@ -279,12 +302,25 @@ async def _fast_loop(api: Api, stream: trio.SocketStream, gate: _Gate) -> None:
                 if not await writer.finish(response.complete) or not parsed.keep_alive:
                     return
                 continue
-            await stream.send_all(serialize_response(response.status, response.headers, response.body,
-                                                     parsed.keep_alive))
+            await _send_raw(raw, serialize_response(response.status, response.headers, response.body,
+                                                parsed.keep_alive))
             if not parsed.keep_alive:
                 return
     finally:
         holding.release()
+
+
+async def _send_raw(raw: socket.socket, data: bytes) -> None:
+    """All of ``data``, at once when the socket takes it (the usual case), else as it drains."""
+    try:
+        sent = raw.send(data)
+    except BlockingIOError:
+        sent = 0
+    view = memoryview(data)[sent:]
+    while view:
+        await trio.lowlevel.wait_writable(raw)
+        with contextlib.suppress(BlockingIOError):
+            view = view[raw.send(view):]
 
 
 async def _send_error(stream: trio.SocketStream, status: int, message: str, retry_after: bool = False) -> None:
