@@ -96,6 +96,11 @@ def _loop_epoll_fd() -> int:
     return fd if isinstance(fd, int) else -1
 
 
+# The queue clean-ups handed over by inline calls wait in (no function can have this name).
+CLEANUPS = "\0cleanups"
+_NEVER = 1 << 62  # the deadline of a job nobody waits for
+
+
 class CallerGone(Exception):
     """The caller left (its connection closed) while its call was still queued: it never ran."""
 
@@ -107,7 +112,7 @@ class _Job(Generic[T]):
     __slots__ = ("completion", "deadline_ns", "function", "key", "on_abandoned", "result", "state", "task",
                  "watch")
 
-    def __init__(self, function: Callable[[], T], task: trio.lowlevel.Task,
+    def __init__(self, function: Callable[[], T], task: trio.lowlevel.Task | None,
                  on_abandoned: Callable[[], None] | None, deadline_ns: int, key: str) -> None:
         self.function = function
         self.key = key  # whose queue it waits in: the function's name
@@ -149,6 +154,7 @@ class Scheduler:
         # before it drains: under load, one wake-up collects many results.
         self._wake_pending = False
         self._reaper_token: trio.lowlevel.TrioToken | None = None
+        self._loop_thread = 0
         self._doorbell = _implementation.Doorbell()
         self._after = threading.local()  # a sandbox thread's clean-ups for after the current answer
         self._spinner_idle = True  # one idle thread spins, the others sleep
@@ -296,6 +302,7 @@ class Scheduler:
         if self._reaper_token is not token:  # once per trio.run
             trio.lowlevel.spawn_system_task(self._reap, name="wasmlambda-sandbox-completions")
             self._reaper_token = token
+            self._loop_thread = threading.get_ident()
             self._loop_fd = _loop_epoll_fd()
             # Without the descriptor nothing would end a longer watch early.
             self._loop_spin_ns = min(self._spin_ns * (LOOP_SPIN_FACTOR if self._loop_fd >= 0 else 1),
@@ -332,13 +339,22 @@ class Scheduler:
             self._run_after()
 
     def after_answer(self, cleanup: Callable[[], None]) -> bool:
-        """On a sandbox thread: run ``cleanup`` once the current job's answer is handed
-        over (closing a used instance need not delay it).  False elsewhere: the
-        caller cleans up itself."""
+        """Run ``cleanup`` once the current call's answer is handed over (closing a
+        used instance need not delay it): on a sandbox thread, after its job; on
+        the loop (an inline call), as a job of its own on a sandbox thread.
+        False if it cannot be taken (the queue is full): the caller cleans up."""
         pending: list[Callable[[], None]] | None = getattr(self._after, "pending", None)
-        if pending is None:
+        if pending is not None:
+            pending.append(cleanup)
+            return True
+        if self._reaper_token is None or threading.get_ident() != self._loop_thread:
             return False
-        pending.append(cleanup)
+        try:
+            self._enqueue(_Job(cleanup, None, None, _NEVER, CLEANUPS))
+        except CapacityExceeded:
+            return False
+        self._start()
+        self._doorbell.ring()
         return True
 
     def _run_after(self) -> None:
