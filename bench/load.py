@@ -1,7 +1,8 @@
 """End-to-end load: POST /run/hello over loopback, worker versus baseline.
 
 Starts three ``wasmlambda serve`` workers with hello and hello_c deployed (the
-fast path; the fast path without busy-waiting, ``spin_us = 0``; and the
+fast path; the fast path with every call handed to a sandbox thread,
+``inline_us = 0``; and the
 reference path: ``--http h11`` with ``WASMLAMBDA_NO_EXTENSIONS=1``) and
 bench/baseline_server.py (the same handler in plain Trio + h11, no sandbox),
 then drives each, in the same run, with three clients over keep-alive
@@ -235,8 +236,8 @@ def main() -> int:
             ], env)
 
         fast, fast_port = worker("fast")
-        # The same without busy-waiting for the sandbox hop (spin_us = 0): what the spin buys.
-        no_spin, no_spin_port = worker("no-spin", env={"WASMLAMBDA_SPIN_US": "0"})
+        # The same with every call handed to a sandbox thread (inline_us = 0): what running inline buys.
+        no_inline, no_inline_port = worker("no-inline", env={"WASMLAMBDA_INLINE_US": "0"})
         # The reference path: h11 for HTTP, wasmtime-py's Func.__call__ for the guest call.
         slow, slow_port = worker("slow", "--http", "h11", env={"WASMLAMBDA_NO_EXTENSIONS": "1"})
         baseline, baseline_port = start_server([*pinned, sys.executable, str(REPO / "bench" / "baseline_server.py")])
@@ -245,7 +246,7 @@ def main() -> int:
             (BASELINE, baseline, baseline_port, "/run/hello"),
             ("wasmlambda h11 + wasmtime-py, hello", slow, slow_port, "/run/hello"),
             ("wasmlambda fast path, hello", fast, fast_port, "/run/hello"),
-            ("wasmlambda fast path, spin_us=0, hello", no_spin, no_spin_port, "/run/hello"),
+            ("wasmlambda fast path, inline_us=0, hello", no_inline, no_inline_port, "/run/hello"),
             ("wasmlambda fast path, hello_c", fast, fast_port, "/run/hello_c"),
         )
         loads = {"raw": run_load, "http.client": http_client_load}
@@ -260,7 +261,7 @@ def main() -> int:
                     figures = wrk_measure(port, path, 16, args.wrk_seconds, process.pid, client_cpus)
                     results.append({"server": name, "client": "wrk", "concurrency": 16, **figures})
         finally:
-            for process in (fast, no_spin, slow, baseline):
+            for process in (fast, no_inline, slow, baseline):
                 stop_server(process)
 
     placement = (f"client pinned to core {client_cpus}, servers to cores {server_cpus}" if server_cpus
