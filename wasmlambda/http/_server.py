@@ -236,8 +236,8 @@ async def _fast_loop(api: Api, stream: trio.SocketStream, gate: _Gate) -> None:
     raw = socket.socket(fileno=stream.socket.fileno())
     try:
         await _fast_requests(api, stream, raw, gate)
-    except OSError:
-        pass  # reset or broken by the client: only this connection ends
+    except (ConnectionError, TimeoutError):
+        pass  # reset or broken by the client (or the network): only this connection ends
     finally:
         raw.detach()
 

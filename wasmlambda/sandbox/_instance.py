@@ -7,6 +7,7 @@ guest memory; the response's first byte says success (``0``) or failure
 (``E`` + JSON), and anything after a NUL is the call's logs (the protocol is
 spelled out in runtimes/python/guest/_wl_runtime.py).  Traps are translated into the error tree here and nowhere
 else.  After any trap the instance is dead and must not be reused.
+The whole ABI, with the snapshot format, is in docs/guest-abi.md.
 
 A call may be made *inline* (``inline_ms``): on a thread that must not
 block for long, the host's event loop.  Then it gets at most ``inline_ms``
@@ -14,7 +15,6 @@ instead of its timeout, and its first host call or blocking WASI call
 (a sleep) traps it before it happens; either way :class:`MustRunOnThread`
 says so.  Such a call has done nothing outside its own instance (which is
 dead now), so the caller may simply run it again on a sandbox thread.
-The whole ABI, with the snapshot format, is in docs/guest-abi.md.
 
 An instance is used by one thread at a time; it may move between threads.
 """
