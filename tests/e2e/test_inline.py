@@ -8,7 +8,11 @@ function stays there: each test below fails if that guarantee breaks.
 
 from __future__ import annotations
 
+import re
+import socket
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +23,16 @@ from .conftest import WorkerProcess, wait_until
 pytestmark = pytest.mark.e2e
 
 QUICK = {"work": None}
+
+
+@pytest.fixture
+def worker(tmp_path: Path) -> Iterator[WorkerProcess]:
+    """A worker whose threshold for running inline is its maximum (10 ms), so that
+    which quick call runs inline never depends on how fast this machine is today."""
+    process = WorkerProcess(tmp_path / "data", tmp_path / "worker.log", env={"WASMLAMBDA_INLINE_US": "10000"})
+    process.start()
+    yield process
+    assert process.stop() == 0, process.log_path.read_text()
 
 
 def _stats(worker: WorkerProcess) -> dict[str, Any]:
@@ -116,3 +130,41 @@ def test_a_long_call_moves_instead_of_holding_the_loop(worker: WorkerProcess,
     assert stats["inline"]["moved"] == 1
     assert stats["functions"]["spinner"]["runs_inline"] is False
     assert "ran longer than 20 ms" in worker.log_path.read_text()
+
+
+def test_a_pipelining_client_cannot_starve_another(worker: WorkerProcess, make_function: FunctionFactory) -> None:
+    # Inline calls and a socket read without waiting through Trio: a client that
+    # never lets the loop wait (500 requests in one write) must still let
+    # another connection's request through between its own.  The function hands
+    # out tickets in the order calls run (one warm instance, calls inline).
+    worker.deploy("ticket", make_function("ticket", """
+        served = 0
+
+        def f(event):
+            global served
+            served += 1
+            return served
+    """))
+    _until_inline(worker, "ticket", None)
+    request = b"POST /run/ticket HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nnull"
+
+    def tickets(connection: socket.socket, count: int) -> list[int]:
+        received = b""
+        connection.settimeout(30)
+        while len(found := re.findall(rb"\r\n\r\n(\d+)", received)) < count:
+            received += connection.recv(1 << 20)
+        return [int(ticket) for ticket in found]
+
+    flood, single = (socket.create_connection(("127.0.0.1", worker.port)) for _ in range(2))
+    with flood, single:
+        for connection in (flood, single):  # both accepted before the flood
+            connection.sendall(request)
+            tickets(connection, 1)
+        flooded: list[int] = []
+        reader = threading.Thread(target=lambda: flooded.extend(tickets(flood, 500)))  # (no backpressure)
+        reader.start()
+        flood.sendall(request * 500)
+        single.sendall(request)
+        [single_ticket] = tickets(single, 1)
+        reader.join()
+    assert single_ticket < max(flooded)  # served between the flood's calls, not after all of them
