@@ -2,7 +2,9 @@
 
 Starts, one after another so they do not share the cores, the baseline
 (bench/baseline_server.py: the hello handler in a plain trio + h11 server,
-no sandbox), ``wasmlambda serve --processes 1``, ``--processes 2``, and
+no sandbox), the baseline as two processes on one port ("baseline 2": the
+same cores as ``--processes 2``), ``wasmlambda serve --processes 1``,
+``--processes 2``, and
 ``wasmlambda cluster up --workers 3`` (HAProxy, Redis, three workers), each
 serving hello.  Each is driven by three clients: wrk (C, 16 connections),
 ``http.client`` keep-alive (16 threads) and a raw-socket selectors client (16
@@ -116,6 +118,9 @@ def server(kind: str, scratch: Path) -> Iterator[tuple[int, int]]:
     hello = str(REPO / "examples" / "hello")
     if kind == "baseline":
         process, port = start_server([sys.executable, str(REPO / "bench" / "baseline_server.py")])
+    elif kind.startswith("baseline"):  # "baseline N": N processes on one port, the same cores as --processes N
+        process, port = start_server([sys.executable, str(REPO / "bench" / "baseline_server.py"), "--processes",
+                                      kind.split()[1]])
     elif kind.startswith("processes"):
         count = kind.split()[1]
         process, port = start_server([sys.executable, "-m", "wasmlambda", "serve", "--port", "0", "--processes",
@@ -141,7 +146,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--out", type=Path, default=REPO / ".benchmarks")
-    parser.add_argument("--servers", nargs="+", default=["baseline", "processes 1", "processes 2", "cluster"])
+    parser.add_argument("--servers", nargs="+",
+                        default=["baseline", "baseline 2", "processes 1", "processes 2", "cluster"])
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
