@@ -2,8 +2,8 @@
 
 Starts three ``wasmlambda serve`` workers with hello and hello_c deployed (the
 fast path; the fast path with every call handed to a sandbox thread,
-``inline_us = 0``; and the
-reference path: ``--http h11`` with ``WASMLAMBDA_NO_EXTENSIONS=1``) and
+``inline_us = 0``; and the reference path: ``--http h11`` with
+``WASMLAMBDA_NO_EXTENSIONS=1``) and
 bench/baseline_server.py (the same handler in plain Trio + h11, no sandbox),
 then drives each, in the same run, with three clients over keep-alive
 connections:
